@@ -1,0 +1,206 @@
+"""Training callbacks: run-directory set-up, image logging, checkpoints on interrupt or signal.
+
+These are the original's ``main.SetupCallback`` and ``main.ImageLogger`` (the config targets
+still resolve through :data:`imagebart.util.LEGACY_TARGETS`), written for Lightning 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from omegaconf import OmegaConf
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities import rank_zero_only
+
+from imagebart.images import make_grid, save_grid
+
+logger = logging.getLogger(__name__)
+
+
+class SetupCallback(Callback):
+    """Creates the run directory, saves the configs, and saves ``last.ckpt`` when interrupted.
+
+    ``last.ckpt`` is written on Ctrl-C, on SIGUSR1 (cluster pre-emption warnings) and on a crash,
+    but only once training has advanced past the step it started from: a failure during
+    set-up must never overwrite the checkpoint a run was resumed from.
+    """
+
+    def __init__(self, resume, now, logdir, ckptdir, cfgdir, config, lightning_config):
+        super().__init__()
+        self.resume = resume
+        self.now = now
+        self.logdir = Path(logdir)
+        self.ckptdir = Path(ckptdir)
+        self.cfgdir = Path(cfgdir)
+        self.config = config
+        self.lightning_config = lightning_config
+        self._start_step = None
+        self._signal_received = False
+        self._previous_handler = None
+
+    # run directory
+
+    def setup(self, trainer, pl_module, stage):
+        if trainer.global_rank != 0:
+            return
+        for folder in (self.logdir, self.ckptdir, self.cfgdir):
+            folder.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, self.cfgdir / f"{self.now}-project.yaml")
+        OmegaConf.save(
+            OmegaConf.create({"lightning": self.lightning_config}),
+            self.cfgdir / f"{self.now}-lightning.yaml",
+        )
+        logger.info("run directory %s", self.logdir)
+
+    # checkpoints on interruption
+
+    def on_fit_start(self, trainer, pl_module):
+        self._start_step = trainer.global_step
+        if hasattr(signal, "SIGUSR1"):
+            try:
+                self._previous_handler = signal.signal(signal.SIGUSR1, self._on_signal)
+            except ValueError:  # not in the main thread (e.g. some launchers): no signal hook
+                self._previous_handler = None
+
+    def on_fit_end(self, trainer, pl_module):
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGUSR1, self._previous_handler)
+            self._previous_handler = None
+
+    def _on_signal(self, signum, frame):
+        # saving inside a signal handler could interrupt a half-done step: flag it and save
+        # at the next batch boundary instead
+        self._signal_received = True
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        flag = self._signal_received
+        if trainer.world_size > 1:  # every rank must join the (collective) save
+            flag = trainer.strategy.reduce_boolean_decision(flag, all=False)
+        if flag:
+            self._signal_received = False
+            self.save_last(trainer, reason="SIGUSR1")
+
+    def on_exception(self, trainer, pl_module, exception):
+        if self._start_step is None or trainer.global_step <= self._start_step:
+            return
+        reason = "Ctrl-C" if isinstance(exception, KeyboardInterrupt) else type(exception).__name__
+        self.save_last(trainer, reason=reason)
+
+    def save_last(self, trainer, reason: str) -> None:
+        path = self.ckptdir / "last.ckpt"
+        if trainer.global_rank == 0:
+            logger.warning("%s: saving checkpoint at step %d to %s", reason, trainer.global_step, path)
+        trainer.save_checkpoint(path)
+
+
+class ImageLogger(Callback):
+    """Saves the model's ``log_images`` as PNG grids under ``<logdir>/images/{train,val}/``.
+
+    Logs at global steps 1, 2, 4, ... up to ``batch_frequency`` when ``increase_log_steps``,
+    then every ``batch_frequency`` steps; images also go to TensorBoard when it is the logger.
+    """
+
+    def __init__(self, batch_frequency, max_images, clamp=True, increase_log_steps=True,
+                 rescale=True, disabled=False, log_on_batch_idx=False, log_first_step=False,
+                 log_images_kwargs=None):
+        super().__init__()
+        if batch_frequency < 1:
+            raise ValueError(f"ImageLogger batch_frequency must be >= 1, got {batch_frequency}")
+        self.batch_freq = int(batch_frequency)
+        self.max_images = int(max_images)
+        self.clamp = clamp
+        self.rescale = rescale
+        self.disabled = disabled
+        self.log_on_batch_idx = log_on_batch_idx
+        self.log_first_step = log_first_step
+        self.log_images_kwargs = dict(log_images_kwargs or {})
+        self.log_steps = [2**n for n in range(int(np.log2(self.batch_freq)) + 1)]
+        if not increase_log_steps:
+            self.log_steps = [self.batch_freq]
+        self._logged = set()
+
+    def check_frequency(self, check_idx: int) -> bool:
+        if check_idx <= 0 and not self.log_first_step:
+            return False
+        return check_idx % self.batch_freq == 0 or check_idx in self.log_steps
+
+    @staticmethod
+    def image_dir(trainer) -> Path:
+        return Path(trainer.default_root_dir) / "images"
+
+    @rank_zero_only
+    def log_local(self, save_dir, split, images, global_step, current_epoch, batch_idx):
+        for key, batch in images.items():
+            name = f"{key}_gs-{global_step:06}_e-{current_epoch:06}_b-{batch_idx:06}.png"
+            save_grid(batch, Path(save_dir) / split / name, nrow=4)
+
+    def log_img(self, trainer, pl_module, batch, batch_idx, split="train"):
+        check_idx = batch_idx if self.log_on_batch_idx else pl_module.global_step
+        if self.disabled or self.max_images <= 0 or not callable(getattr(pl_module, "log_images", None)):
+            return
+        if not self.check_frequency(check_idx) or (split, check_idx) in self._logged:
+            return
+        self._logged.add((split, check_idx))  # once per step, not once per validation batch
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.no_grad():
+            images = pl_module.log_images(batch, split=split, **self.log_images_kwargs)
+        if was_training:
+            pl_module.train()
+        images = {
+            k: (v[: self.max_images].detach().float().cpu().clamp(-1, 1) if self.clamp
+                else v[: self.max_images].detach().float().cpu())
+            for k, v in images.items()
+            if isinstance(v, torch.Tensor)
+        }
+        self.log_local(self.image_dir(trainer), split, images, pl_module.global_step,
+                       pl_module.current_epoch, batch_idx)
+        self._log_to_tensorboard(trainer, images, split, pl_module.global_step)
+
+    @rank_zero_only
+    def _log_to_tensorboard(self, trainer, images, split, step):
+        experiment = getattr(trainer.logger, "experiment", None)
+        if not hasattr(experiment, "add_image"):
+            return
+        for key, batch in images.items():
+            grid = (make_grid(batch, nrow=4) + 1.0) / 2.0
+            experiment.add_image(f"{split}/{key}", grid, global_step=step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if pl_module.global_step > 0 or self.log_first_step:
+            self.log_img(trainer, pl_module, batch, batch_idx, split="train")
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if pl_module.global_step > 0 and not trainer.sanity_checking:
+            self.log_img(trainer, pl_module, batch, batch_idx, split="val")
+
+
+class LearningRateLogger(pl.callbacks.LearningRateMonitor):
+    """``main.LearningRateMonitor`` of the original configs: logs the lr every step."""
+
+    def __init__(self, logging_interval="step", **kwargs):
+        super().__init__(logging_interval=logging_interval, **kwargs)
+
+
+
+class CUDACallback(Callback):
+    """``main.CUDACallback``: epoch wall time, and peak accelerator memory when on CUDA."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if pl_module.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(pl_module.device)
+        self._start = time.time()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        elapsed = time.time() - self._start
+        message = f"epoch {trainer.current_epoch}: {elapsed:.2f} s"
+        if pl_module.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(pl_module.device) / 2**20
+            message += f", peak memory {peak:.0f} MiB"
+        rank_zero_only(logger.info)(message)

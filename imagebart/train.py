@@ -1,0 +1,383 @@
+"""The training entry point behind ``main.py``: the original's CLI on Lightning 2.
+
+``python main.py --base a.yaml [b.yaml ...] -t --gpus 0,`` merges the configs left to right,
+applies ``key.sub=value`` overrides, builds model, data and trainer from the config, and trains
+into ``<logdir>/<YYYY-MM-DDTHH-MM-SS>_<name>/``. :func:`main` takes an argv list so tests call it
+directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import inspect
+import logging
+import pdb
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from imagebart.config import ConfigError, check_training_config, merge_configs
+from imagebart.util import instantiate_from_config
+
+logger = logging.getLogger("imagebart")
+
+
+# command line
+
+
+def str2bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value.lower() in ("yes", "true", "t", "y", "1"):
+        return True
+    if value.lower() in ("no", "false", "f", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {value!r}")
+
+
+def int_or_float(value: str) -> int | float:
+    """Lightning's ``limit_*_batches`` / ``val_check_interval``: an int count or a float fraction."""
+    return float(value) if any(c in value for c in ".eE") else int(value)
+
+
+# Trainer options accepted as ``--name value`` (Lightning 2 has no add_argparse_args)
+TRAINER_OPTIONS: dict[str, Any] = {
+    "max_steps": int,
+    "max_epochs": int,
+    "min_steps": int,
+    "min_epochs": int,
+    "precision": str,
+    "accumulate_grad_batches": int,
+    "limit_train_batches": int_or_float,
+    "limit_val_batches": int_or_float,
+    "limit_test_batches": int_or_float,
+    "val_check_interval": int_or_float,
+    "check_val_every_n_epoch": int,
+    "num_sanity_val_steps": int,
+    "log_every_n_steps": int,
+    "gradient_clip_val": float,
+    "num_nodes": int,
+    "accelerator": str,
+    "devices": str,
+    "strategy": str,
+    "benchmark": str2bool,
+    "deterministic": str2bool,
+    "enable_progress_bar": str2bool,
+}
+
+# Lightning 1.x trainer keys that old configs carry and that have no meaning any more
+DROPPED_TRAINER_KEYS = ("weights_summary", "progress_bar_refresh_rate", "flush_logs_every_n_steps",
+                        "terminate_on_nan", "auto_select_gpus", "replace_sampler_ddp")
+
+PRECISION_ALIASES = {"bf16": "bf16-mixed", "16": "16-mixed", "32": "32-true", "64": "64-true"}
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="main.py",
+        description="Train an ImageBART model (or its first stage) from YAML configs. "
+        "Extra arguments of the form key.sub=value override config entries.",
+    )
+    parser.add_argument("-n", "--name", type=str, default="", help="name of the run directory (instead of the config's)")
+    parser.add_argument("-r", "--resume", type=str, default="", help="resume from a run directory or a checkpoint in one")
+    parser.add_argument("-b", "--base", nargs="*", metavar="config.yaml", default=[],
+                        help="configs, merged left to right; then key.sub=value overrides")
+    parser.add_argument("-t", "--train", type=str2bool, const=True, default=False, nargs="?", help="train")
+    parser.add_argument("--no-test", type=str2bool, const=True, default=False, nargs="?",
+                        help="do not run the test split after training")
+    parser.add_argument("-p", "--project", help="unused; kept for the original's command lines")
+    parser.add_argument("-d", "--debug", type=str2bool, nargs="?", const=True, default=False,
+                        help="post-mortem debugger on errors; the run directory moves to debug_runs/")
+    parser.add_argument("-s", "--seed", type=int, default=23, help="seed for seed_everything")
+    parser.add_argument("-f", "--postfix", type=str, default="", help="appended to the run directory's name")
+    parser.add_argument("-l", "--logdir", type=str, default="logs", help="where run directories go")
+    parser.add_argument("--scale_lr", type=str2bool, nargs="?", const=True, default=True,
+                        help="lr = base_learning_rate * batch_size * accumulate_grad_batches * devices * nodes")
+    parser.add_argument("--gpus", type=str, default=None,
+                        help="the original's GPU list: '0,' = GPU 0, '0,1' = GPUs 0 and 1 (DDP); absent = CPU")
+    trainer = parser.add_argument_group("Lightning Trainer options")
+    for name, kind in TRAINER_OPTIONS.items():
+        trainer.add_argument(f"--{name}", type=kind, default=None)
+    return parser
+
+
+def parse_gpus(gpus) -> dict[str, Any]:
+    """The original's ``--gpus`` string -> Lightning 2 ``accelerator`` / ``devices``.
+
+    ``"0,"`` -> GPU 0; ``"0,1"`` -> GPUs 0 and 1; ``"2"`` -> two GPUs; ``"0"``, ``""`` or ``None``
+    -> CPU (Lightning 1's rule: a bare number is a count, a comma makes it a list of ids).
+    """
+    if gpus is None:
+        return {"accelerator": "cpu", "devices": 1}
+    if isinstance(gpus, int) and not isinstance(gpus, bool):
+        gpus = str(gpus)
+    if not isinstance(gpus, str):  # a YAML list of ids
+        ids = [int(g) for g in gpus]
+        return {"accelerator": "gpu", "devices": ids} if ids else {"accelerator": "cpu", "devices": 1}
+    text = str(gpus).strip()
+    if not text:
+        return {"accelerator": "cpu", "devices": 1}
+    try:
+        if "," in text:
+            ids = [int(g) for g in text.split(",") if g.strip()]
+            return {"accelerator": "gpu", "devices": ids} if ids else {"accelerator": "cpu", "devices": 1}
+        count = int(text)
+    except ValueError as err:
+        raise ConfigError(f"--gpus {gpus!r}: expected a comma list of GPU ids like '0,' or '0,1'") from err
+    if count == 0:
+        return {"accelerator": "cpu", "devices": 1}
+    return {"accelerator": "gpu", "devices": count}  # -1 = all GPUs
+
+
+def num_processes(trainer_config: dict) -> int:
+    """How many processes train together (for lr scaling): devices x nodes."""
+    devices = trainer_config.get("devices", 1)
+    if isinstance(devices, (list, tuple)):
+        count = len(devices)
+    elif isinstance(devices, str):
+        count = len([d for d in devices.split(",") if d.strip()]) if "," in devices else int(devices)
+    else:
+        count = int(devices)
+    if count == -1:
+        count = torch.cuda.device_count() if trainer_config.get("accelerator") == "gpu" else 1
+    return max(count, 1) * int(trainer_config.get("num_nodes", 1) or 1)
+
+
+# the run
+
+
+@dataclass
+class Run:
+    """Everything decided before the trainer exists: paths, merged config, resume point."""
+
+    opt: argparse.Namespace
+    now: str
+    name: str
+    logdir: Path
+    config: DictConfig
+    lightning_config: DictConfig
+    resume_ckpt: Path | None = None
+    trainer_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ckptdir(self) -> Path:
+        return self.logdir / "checkpoints"
+
+    @property
+    def cfgdir(self) -> Path:
+        return self.logdir / "configs"
+
+
+def resolve_resume(resume: str) -> tuple[Path, Path]:
+    """``-r`` names a run directory or a checkpoint inside ``<run>/checkpoints/``."""
+    path = Path(resume)
+    if not path.exists():
+        raise ConfigError(f"--resume {resume}: no such run directory or checkpoint")
+    if path.is_file():
+        if path.parent.name != "checkpoints":
+            raise ConfigError(f"--resume {resume}: expected a checkpoint inside <run dir>/checkpoints/")
+        return path.parent.parent, path
+    ckpt = path / "checkpoints" / "last.ckpt"
+    if not ckpt.is_file():
+        raise ConfigError(f"--resume {resume}: the run directory has no checkpoints/last.ckpt")
+    return path, ckpt
+
+
+def prepare_run(argv: Sequence[str] | None = None) -> Run:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # key=value overrides may stand anywhere, even right after a bare -t
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    opt, unknown = get_parser().parse_known_args([a for a in argv if a not in overrides])
+    unknown = unknown + overrides
+    now = datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    if opt.name and opt.resume:
+        raise ConfigError("-n/--name and -r/--resume cannot be used together: a resumed run keeps its directory")
+    resume_ckpt = None
+    if opt.resume:
+        logdir, resume_ckpt = resolve_resume(opt.resume)
+        saved = sorted((logdir / "configs").glob("*.yaml"))
+        if not saved:
+            raise ConfigError(f"--resume {opt.resume}: {logdir / 'configs'} holds no saved configs")
+        opt.base = [str(p) for p in saved] + list(opt.base)
+        name = logdir.name
+    else:
+        if not opt.base:
+            raise ConfigError("no config given: pass --base path/to/config.yaml")
+        if opt.name:
+            suffix = "_" + opt.name
+        else:
+            suffix = "_" + Path(opt.base[0]).stem
+        name = now + suffix + opt.postfix
+        logdir = Path(opt.logdir) / name
+    config = merge_configs(opt.base, unknown)
+    lightning_config = config.pop("lightning", OmegaConf.create())
+    config_with_lightning = OmegaConf.merge(config, {"lightning": lightning_config})
+    check_training_config(config_with_lightning, opt.base)
+    return Run(opt=opt, now=now, name=name, logdir=logdir, config=config,
+               lightning_config=lightning_config, resume_ckpt=resume_ckpt)
+
+
+def trainer_settings(run: Run) -> dict[str, Any]:
+    """Merge ``lightning.trainer`` with the command line and translate Lightning 1 keys."""
+    trainer_config = OmegaConf.to_container(run.lightning_config.get("trainer", OmegaConf.create()), resolve=True)
+    for key in DROPPED_TRAINER_KEYS:
+        if trainer_config.pop(key, None) is not None:
+            logger.warning("lightning.trainer.%s has no Lightning 2 equivalent and is ignored", key)
+    legacy_backend = trainer_config.pop("distributed_backend", None)
+    if trainer_config.get("accelerator") in ("ddp", "ddp_spawn", "dp"):
+        legacy_backend = trainer_config.pop("accelerator")
+    if "resume_from_checkpoint" in trainer_config:
+        raise ConfigError("lightning.trainer.resume_from_checkpoint is gone in Lightning 2: use -r/--resume")
+    if "gpus" in trainer_config:
+        trainer_config.update(parse_gpus(trainer_config.pop("gpus")))
+    for name in TRAINER_OPTIONS:
+        value = getattr(run.opt, name)
+        if value is not None:
+            trainer_config[name] = value
+    if run.opt.gpus is not None:
+        trainer_config.update(parse_gpus(run.opt.gpus))
+    trainer_config.setdefault("accelerator", "cpu")
+    trainer_config.setdefault("devices", 1)
+    devices = trainer_config["devices"]
+    if isinstance(devices, str):
+        trainer_config["devices"] = [int(d) for d in devices.split(",") if d.strip()] if "," in devices else int(devices)
+    if str(trainer_config.get("precision")) in PRECISION_ALIASES:
+        trainer_config["precision"] = PRECISION_ALIASES[str(trainer_config["precision"])]
+    if num_processes(trainer_config) > 1 and "strategy" not in trainer_config:
+        trainer_config["strategy"] = "ddp" if legacy_backend in (None, "ddp") else legacy_backend
+    if trainer_config["accelerator"] == "gpu" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"GPUs {trainer_config['devices']} were asked for (--gpus / lightning.trainer), but torch "
+            "sees no CUDA device on this machine; leave out --gpus to train on the CPU"
+        )
+    accepted = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
+    unknown = sorted(set(trainer_config) - accepted)
+    if unknown:
+        raise ConfigError(f"lightning.trainer has keys the Lightning {pl.__version__} Trainer does not take: {unknown}")
+    return trainer_config
+
+
+def build_logger(run: Run):
+    if "logger" in run.lightning_config:
+        return instantiate_from_config(run.lightning_config.logger)
+    try:
+        return pl.loggers.TensorBoardLogger(save_dir=str(run.logdir), name="tensorboard", version="")
+    except ModuleNotFoundError:  # neither tensorboard nor tensorboardX installed
+        return pl.loggers.CSVLogger(save_dir=str(run.logdir), name="csv", version="")
+
+
+def build_callbacks(run: Run, model, has_validation: bool) -> list:
+    checkpoint_params = {
+        "dirpath": str(run.ckptdir),
+        "filename": "{epoch:06}-{step:09}",
+        "save_last": True,
+    }
+    monitor = getattr(model, "monitor", None)
+    if monitor and has_validation:
+        logger.info("monitoring %s as checkpoint metric", monitor)
+        checkpoint_params.update(monitor=monitor, save_top_k=3)
+    checkpoint_cfg = OmegaConf.merge(
+        {"target": "pytorch_lightning.callbacks.ModelCheckpoint", "params": checkpoint_params},
+        run.lightning_config.get("modelcheckpoint", OmegaConf.create()),
+    )
+    defaults = {
+        "setup_callback": {
+            "target": "imagebart.callbacks.SetupCallback",
+            "params": {"resume": bool(run.opt.resume), "now": run.now, "logdir": str(run.logdir),
+                       "ckptdir": str(run.ckptdir), "cfgdir": str(run.cfgdir), "config": run.config,
+                       "lightning_config": run.lightning_config},
+        },
+        "image_logger": {
+            "target": "imagebart.callbacks.ImageLogger",
+            "params": {"batch_frequency": 750, "max_images": 4, "clamp": True},
+        },
+        "learning_rate_logger": {"target": "imagebart.callbacks.LearningRateLogger",
+                                 "params": {"logging_interval": "step"}},
+        "checkpoint_callback": checkpoint_cfg,
+    }
+    callbacks_cfg = OmegaConf.merge(defaults, run.lightning_config.get("callbacks", OmegaConf.create()))
+    return [instantiate_from_config(callbacks_cfg[name]) for name in callbacks_cfg]
+
+
+def set_learning_rate(run: Run, model, trainer_config: dict) -> float:
+    batch_size = run.config.data.params.batch_size
+    base_lr = run.config.model.base_learning_rate
+    accumulate = int(trainer_config.get("accumulate_grad_batches") or 1)
+    processes = num_processes(trainer_config)
+    if run.opt.scale_lr:
+        model.learning_rate = accumulate * processes * batch_size * base_lr
+        logger.info(
+            "Setting learning rate to %.2e = %d (accumulate_grad_batches) * %d (devices x nodes) "
+            "* %d (batch size) * %.2e (base_learning_rate)",
+            model.learning_rate, accumulate, processes, batch_size, base_lr,
+        )
+    else:
+        model.learning_rate = base_lr
+        logger.info("Not scaling the learning rate: %.2e", model.learning_rate)
+    return model.learning_rate
+
+
+def configure_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("imagebart").setLevel(logging.INFO)
+
+
+def main(argv: Sequence[str] | None = None) -> pl.Trainer | None:
+    """Parse ``argv``, build everything and train / test; returns the trainer (for tests)."""
+    configure_logging()
+    run = prepare_run(argv)
+    pl.seed_everything(run.opt.seed, workers=True)
+    trainer_config = trainer_settings(run)
+    run.lightning_config.trainer = trainer_config
+
+    model = instantiate_from_config(run.config.model)
+    data = instantiate_from_config(run.config.data)
+    data.setup()  # fail on missing or empty data now, before the run directory exists
+    has_validation = "validation" in getattr(data, "datasets", {})
+    set_learning_rate(run, model, trainer_config)
+
+    trainer = pl.Trainer(
+        **trainer_config,
+        logger=build_logger(run),
+        callbacks=build_callbacks(run, model, has_validation),
+        default_root_dir=str(run.logdir),
+    )
+    trainer.logdir = str(run.logdir)
+    try:
+        if run.opt.train:
+            trainer.fit(model, data, ckpt_path=str(run.resume_ckpt) if run.resume_ckpt else None)
+        if not run.opt.no_test and not trainer.interrupted and "test" in getattr(data, "datasets", {}):
+            trainer.test(model, data)
+    except Exception:
+        if run.opt.debug and trainer.global_rank == 0 and sys.stdin.isatty():
+            pdb.post_mortem()
+        raise
+    finally:
+        if run.opt.debug and not run.opt.resume and trainer.global_rank == 0 and run.logdir.exists():
+            target = run.logdir.parent / "debug_runs" / run.logdir.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(run.logdir), str(target))
+            logger.info("debug run moved to %s", target)
+    return trainer
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """``main.py``'s body: input mistakes end with one clear line, not a traceback (``-d`` shows it)."""
+    debug = "-d" in (argv if argv is not None else sys.argv[1:]) or "--debug" in (argv or sys.argv[1:])
+    try:
+        main(argv)
+    except (ConfigError, ValueError, TypeError, KeyError, FileNotFoundError) as err:
+        if debug:
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        logging.getLogger("imagebart").error("%s: %s (run with -d for the full traceback)", type(err).__name__, message)
+        return 2
+    return 0
