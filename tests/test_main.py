@@ -1,0 +1,153 @@
+"""main.py end to end on the real demo VQGAN config, shrunk: run directory, resume, interrupts."""
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from pytorch_lightning.callbacks import Callback
+
+from imagebart.train import cli, main
+
+REPO = Path(__file__).resolve().parents[1]
+VQGAN_CONFIG = str(REPO / "configs" / "demo" / "vqgan.yaml")
+SHRINK = [
+    "model.params.ddconfig.ch=32",
+    "model.params.ddconfig.ch_mult=[1,2]",
+    "model.params.ddconfig.resolution=16",
+    "model.params.n_embed=32",
+    "data.params.batch_size=4",
+    "data.params.num_workers=0",
+    "data.params.train.params.size=16",
+    "data.params.train.params.length=64",
+    "data.params.validation.params.size=16",
+    "data.params.validation.params.length=8",
+    "lightning.callbacks.image_logger.params.batch_frequency=2",
+    "lightning.trainer.enable_progress_bar=false",
+    "lightning.trainer.enable_model_summary=false",
+]
+
+
+def train(tmp_path, *extra, steps=4):
+    args = ["--base", VQGAN_CONFIG, "-t", "-l", str(tmp_path / "logs"), "--max_steps", str(steps),
+            "--val_check_interval", "2", "--limit_val_batches", "1", "--num_sanity_val_steps", "0", *SHRINK, *extra]
+    return main(args)
+
+
+def only_run_dir(tmp_path) -> Path:
+    runs = [p for p in (tmp_path / "logs").iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def adam_steps(ckpt_path) -> list[int]:
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    return [int(s["step"]) for opt in ckpt["optimizer_states"] for s in opt["state"].values()][:1]
+
+
+def test_training_writes_the_run_directory(tmp_path):
+    trainer = train(tmp_path)
+    run = only_run_dir(tmp_path)
+    assert run.name.endswith("_vqgan") and run.name[:4].isdigit()
+    assert trainer.global_step == 4
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert any(p.name.startswith("epoch=") for p in (run / "checkpoints").iterdir())  # best by monitor
+    configs = sorted(p.name for p in (run / "configs").iterdir())
+    assert len(configs) == 2 and configs[0].endswith("-lightning.yaml") and configs[1].endswith("-project.yaml")
+    assert any((run / "images" / "train").glob("inputs_gs-000002_*.png"))
+    assert any((run / "images" / "train").glob("reconstructions_gs-000004_*.png"))
+    assert any((run / "images" / "val").glob("*.png"))
+    # the saved project config holds the command-line overrides
+    saved = (run / "configs" / configs[1]).read_text()
+    assert "resolution: 16" in saved and "batch_size: 4" in saved
+
+
+def test_scale_lr_multiplies_batch_and_accumulation(tmp_path, caplog):
+    caplog.set_level("INFO", logger="imagebart")
+    # no -t: the model and trainer are built (and the lr set) but nothing trains
+    trainer = main(["--base", VQGAN_CONFIG, "-l", str(tmp_path / "logs"), "--accumulate_grad_batches", "2", *SHRINK])
+    assert trainer.global_step == 0
+    # 2 (accumulation) x 1 (device) x 4 (batch) x 2.5e-5 (base_learning_rate) = 2.00e-04
+    assert "Setting learning rate to 2.00e-04 = 2 (accumulate_grad_batches) * 1" in caplog.text
+
+
+def test_resume_continues_at_saved_step_with_optimizer_state(tmp_path):
+    train(tmp_path, steps=4)
+    run = only_run_dir(tmp_path)
+    assert adam_steps(run / "checkpoints" / "last.ckpt") == [4]
+    trainer = main(["-r", str(run), "-t", "--max_steps", "6", "--num_sanity_val_steps", "0",
+                    "--limit_val_batches", "1", "--val_check_interval", "2"])
+    assert trainer.global_step == 6
+    assert only_run_dir(tmp_path) == run  # same directory, no new run
+    # Adam's step count went on from 4: the optimizer state was restored, not re-initialised
+    assert adam_steps(run / "checkpoints" / "last.ckpt") == [6]
+    assert len(list((run / "configs").glob("*-project.yaml"))) >= 1
+
+
+class RaiseAt(Callback):
+    """Test helper: raise KeyboardInterrupt (Ctrl-C) or send SIGUSR1 at a given step."""
+
+    def __init__(self, step, what):
+        self.step, self.what = step, what
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            if self.what == "ctrl-c":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def test_ctrl_c_saves_last_checkpoint(tmp_path):
+    with pytest.raises(SystemExit):
+        train(tmp_path, "lightning.callbacks.stop.target=test_main.RaiseAt",
+              "lightning.callbacks.stop.params.step=3", "lightning.callbacks.stop.params.what=ctrl-c",
+              "lightning.modelcheckpoint.params.save_last=false", steps=10)
+    ckpt = torch.load(only_run_dir(tmp_path) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 3
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="SIGUSR1 exists on POSIX only")
+def test_sigusr1_saves_last_checkpoint_and_training_goes_on(tmp_path):
+    trainer = train(tmp_path, "lightning.callbacks.stop.target=test_main.RaiseAt",
+                    "lightning.callbacks.stop.params.step=3", "lightning.callbacks.stop.params.what=usr1",
+                    "lightning.modelcheckpoint.params.save_last=false",
+                    "lightning.modelcheckpoint.params.save_top_k=0", steps=5)
+    assert trainer.global_step == 5
+    ckpt = torch.load(only_run_dir(tmp_path) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    # the signal arrives after step 3's boundary was checked: saved at the next boundary
+    assert ckpt["global_step"] == 4
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--base", "nope.yaml", "-t"], "config file not found: nope.yaml"),
+        (["--base", VQGAN_CONFIG, "-t", "model.target=imagebart.nothing.Here"], "unknown target 'imagebart.nothing.Here'"),
+        (["--base", VQGAN_CONFIG, "-t", "model.params.embed_dimm=3"], "embed_dimm"),
+        (["--base", VQGAN_CONFIG, "-t", "--gpus", "0,"], "no CUDA device"),
+        (["--base", VQGAN_CONFIG, "-t", "lightning.trainer.gpuss=1"], "gpuss"),
+        (["--base", VQGAN_CONFIG, "-t", "--bogus", "3"], "--bogus"),
+        (["-n", "x", "-r", "somewhere"], "cannot be used together"),
+    ],
+)
+def test_bad_input_ends_with_one_clear_message(tmp_path, caplog, args, message):
+    if "--gpus" in args and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    caplog.set_level("ERROR", logger="imagebart")
+    assert cli([*args, "-l", str(tmp_path / "logs")]) == 2
+    assert message in caplog.text
+    assert not (tmp_path / "logs").exists()  # nothing half-written
+
+
+def test_empty_dataset_is_named(tmp_path, caplog):
+    caplog.set_level("ERROR", logger="imagebart")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = OmegaConf.load(VQGAN_CONFIG)
+    config.data.params.train = {"target": "imagebart.data.folder.ImageFolder", "params": {"root": str(empty)}}
+    OmegaConf.save(config, tmp_path / "empty.yaml")
+    code = cli(["--base", str(tmp_path / "empty.yaml"), "-t", "-l", str(tmp_path / "logs")])
+    assert code == 2
+    assert str(empty) in caplog.text
