@@ -1,0 +1,214 @@
+"""minGPT: the decoder-only denoiser of the last scale, p_θ(x_{T-1} | T, cond).
+
+Parameter names are minGPT's (``tok_emb``, ``pos_emb``, ``blocks.i.ln1/ln2/attn.key/query/
+value/proj/mask``, ``blocks.i.mlp.0/2``, ``ln_f``, ``head``) so the release's checkpoints load
+with ``strict=True``. Attention runs through ``torch.nn.functional.scaled_dot_product_attention``;
+:meth:`GPT.forward_with_past` decodes incrementally with a K/V cache.
+
+Shapes: b batch, n positions, h heads, e = n_embd / h, c channels (n_embd), k vocabulary.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+def layers_from_width(d: int, a: float = 5.039, b: float = 5.55e-2) -> float:
+    """Depth suggested for width d by https://arxiv.org/abs/2006.12467 (the original's helper)."""
+    return (math.log(d) - a) / b
+
+
+def attention_mask(block_size: int, n_unmasked: int = 0) -> torch.Tensor:
+    """1 where position i may attend to j: causal, plus a bidirectional block over the first
+    ``n_unmasked`` positions (the conditioning prefix). Shape (1, 1, block_size, block_size)."""
+    mask = torch.tril(torch.ones(block_size, block_size))
+    mask[:n_unmasked, :n_unmasked] = 1
+    return mask.view(1, 1, block_size, block_size)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head masked self-attention with a projection at the end (biases everywhere)."""
+
+    def __init__(self, n_embd: int, n_head: int, block_size: int, attn_pdrop: float = 0.0,
+                 resid_pdrop: float = 0.0, n_unmasked: int = 0):
+        super().__init__()
+        if n_embd % n_head != 0:
+            raise ValueError(f"n_embd={n_embd} must be divisible by n_head={n_head}")
+        self.key = nn.Linear(n_embd, n_embd)
+        self.query = nn.Linear(n_embd, n_embd)
+        self.value = nn.Linear(n_embd, n_embd)
+        self.attn_pdrop = attn_pdrop
+        self.resid_drop = nn.Dropout(resid_pdrop)
+        self.proj = nn.Linear(n_embd, n_embd)
+        # persistent: the release's checkpoints store it
+        self.register_buffer("mask", attention_mask(block_size, n_unmasked))
+        self.n_head = n_head
+        self.n_unmasked = n_unmasked
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        return x.view(b, n, self.n_head, c // self.n_head).transpose(1, 2)  # (b, h, n, e)
+
+    def forward(self, x: torch.Tensor, layer_past: torch.Tensor | None = None):
+        """Attention output for ``x`` (b, n, c) and this call's K/V ``present`` (2, b, h, n, e).
+
+        With ``layer_past`` (2, b, h, p, e) the n new positions are p..p+n-1 and attend to the
+        cached ones as well.
+        """
+        b, n, c = x.shape
+        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+        present = torch.stack((k, v))  # (2, b, h, n, e)
+        past_len = 0
+        if layer_past is not None:
+            past_len = layer_past.shape[-2]
+            k = torch.cat((layer_past[0], k), dim=-2)  # (b, h, p+n, e)
+            v = torch.cat((layer_past[1], v), dim=-2)
+        attn_mask, is_causal = None, False
+        if n > 1:  # a single new query may see every cached position anyway
+            if past_len == 0 and self.n_unmasked == 0:
+                is_causal = True
+            else:
+                attn_mask = self.mask[0, 0, past_len:past_len + n, :past_len + n].bool()  # (n, p+n)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, is_causal=is_causal,
+            dropout_p=self.attn_pdrop if self.training else 0.0,
+        )  # (b, h, n, e)
+        y = y.transpose(1, 2).reshape(b, n, c)  # (b, n, c)
+        return self.resid_drop(self.proj(y)), present
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(ln1(x)), then x + mlp(ln2(x))."""
+
+    def __init__(self, n_embd: int, n_head: int, block_size: int, attn_pdrop: float = 0.0,
+                 resid_pdrop: float = 0.0, n_unmasked: int = 0):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(n_embd)
+        self.ln2 = nn.LayerNorm(n_embd)
+        self.attn = CausalSelfAttention(n_embd, n_head, block_size, attn_pdrop, resid_pdrop,
+                                        n_unmasked)
+        self.mlp = nn.Sequential(
+            nn.Linear(n_embd, 4 * n_embd),
+            nn.GELU(),
+            nn.Linear(4 * n_embd, n_embd),
+            nn.Dropout(resid_pdrop),
+        )
+
+    def forward(self, x: torch.Tensor, layer_past: torch.Tensor | None = None):
+        attn, present = self.attn(self.ln1(x), layer_past=layer_past)
+        x = x + attn
+        x = x + self.mlp(self.ln2(x))
+        return x, present
+
+
+class GPT(nn.Module):
+    """GPT over ``[T, (cond…), x_{T-1}]`` with a context of ``block_size`` positions.
+
+    ``input_vocab_size`` (ImageNet configs: 1000) lets the input vocabulary, which also holds
+    the scale and class tokens, be larger than the ``vocab_size`` codes predicted.
+    ``n_unmasked`` positions at the start attend to each other bidirectionally.
+    """
+
+    def __init__(self, vocab_size: int, block_size: int, n_layer: int = 12, n_head: int = 8,
+                 n_embd: int = 256, embd_pdrop: float = 0.0, resid_pdrop: float = 0.0,
+                 attn_pdrop: float = 0.0, n_unmasked: int = 0, input_vocab_size: int | None = None,
+                 autoset_layers: bool = False):
+        super().__init__()
+        recommended = int(round(layers_from_width(n_embd)))
+        if autoset_layers:
+            n_layer = recommended
+        logger.info("GPT: width %d, %d layers (arXiv 2006.12467 suggests %d)", n_embd, n_layer,
+                    recommended)
+        self.vocab_size = vocab_size
+        self.block_size = block_size
+        self.n_layer, self.n_head, self.n_embd = n_layer, n_head, n_embd
+        self.n_unmasked = n_unmasked
+
+        self.tok_emb = nn.Embedding(input_vocab_size or vocab_size, n_embd)
+        self.pos_emb = nn.Parameter(torch.zeros(1, block_size, n_embd))
+        self.drop = nn.Dropout(embd_pdrop)
+        self.blocks = nn.Sequential(*[
+            Block(n_embd, n_head, block_size, attn_pdrop, resid_pdrop, n_unmasked)
+            for _ in range(n_layer)
+        ])
+        self.ln_f = nn.LayerNorm(n_embd)
+        self.head = nn.Linear(n_embd, vocab_size, bias=False)
+        self.apply(self._init_weights)
+
+    def get_block_size(self) -> int:
+        return self.block_size
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def _embed(self, idx, embeddings, offset: int) -> torch.Tensor:
+        x = self.tok_emb(idx)  # (b, n, c)
+        if embeddings is not None:  # explicit embeddings go first
+            x = torch.cat((embeddings, x), dim=1)
+        n = x.shape[1]
+        if offset + n > self.block_size:
+            raise ValueError(
+                f"positions {offset}..{offset + n - 1} exceed block_size={self.block_size}"
+            )
+        return self.drop(x + self.pos_emb[:, offset:offset + n])  # (b, n, c)
+
+    def _head(self, x, targets):
+        logits = self.head(self.ln_f(x))  # (b, n, k)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        return logits, loss
+
+    def forward(self, idx: torch.Tensor, embeddings: torch.Tensor | None = None,
+                targets: torch.Tensor | None = None):
+        """``(logits (b, n, vocab_size), loss or None)``; logit i predicts token i+1."""
+        x = self._embed(idx, embeddings, 0)
+        for block in self.blocks:
+            x, _ = block(x)
+        return self._head(x, targets)
+
+    def forward_with_past(self, idx: torch.Tensor, embeddings: torch.Tensor | None = None,
+                          targets: torch.Tensor | None = None,
+                          past: torch.Tensor | Sequence[torch.Tensor] | None = None,
+                          past_length: int | None = None):
+        """Incremental decoding: ``(logits for the new positions, loss, presents)``.
+
+        ``past``: the ``presents`` of earlier calls, one tensor (n_layer, 2, b, h, p, e) or a
+        list of them (concatenated along positions, as the original's sampler passes it).
+        ``presents`` holds this call's K/V only; append it to ``past`` for the next call.
+        ``past_length`` (the original's argument) is checked against the cache when given.
+        """
+        if past is not None and not torch.is_tensor(past):
+            past = torch.cat(list(past), dim=-2)
+        cached = 0 if past is None else past.shape[-2]
+        if past_length is not None and past is not None and past_length != cached:
+            raise ValueError(f"past_length={past_length} but the cache holds {cached} positions")
+        if past is not None and cached < self.n_unmasked:
+            raise ValueError(
+                f"the first call must hold the whole bidirectional prefix (n_unmasked="
+                f"{self.n_unmasked}); the cache holds only {cached} positions"
+            )
+        if past is not None and embeddings is not None:
+            raise ValueError("embeddings can only be prepended on the first call (past=None)")
+        x = self._embed(idx, embeddings, cached)
+        presents = []
+        for i, block in enumerate(self.blocks):
+            x, present = block(x, layer_past=None if past is None else past[i])
+            presents.append(present)
+        logits, loss = self._head(x, targets)
+        return logits, loss, torch.stack(presents)  # presents: (n_layer, 2, b, h, n, e)
