@@ -17,7 +17,7 @@ setup(
         "pytorch-lightning>=2.4,<3",
         "omegaconf>=2.3",
         "einops>=0.7",
-        "x-transformers>=2.31,<2.32",
+        "x-transformers>=2.3.27,<2.32",
         "numpy",
         "pillow",
         "pyyaml",

@@ -12,6 +12,7 @@ import argparse
 import datetime
 import inspect
 import logging
+import os
 import pdb
 import shutil
 import sys
@@ -27,6 +28,8 @@ from imagebart.config import ConfigError, check_training_config, merge_configs
 from imagebart.util import instantiate_from_config
 
 logger = logging.getLogger("imagebart")
+
+RUN_TIMESTAMP_ENV = "IMAGEBART_RUN_TIMESTAMP"
 
 
 # command line
@@ -196,7 +199,12 @@ def prepare_run(argv: Sequence[str] | None = None) -> Run:
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
     opt, unknown = get_parser().parse_known_args([a for a in argv if a not in overrides])
     unknown = unknown + overrides
-    now = datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    # DDP re-launches this script once per extra device: the children take the parent's
+    # timestamp from the environment so that all ranks agree on one run directory
+    is_ddp_child = os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
+    now = os.environ.get(RUN_TIMESTAMP_ENV) if is_ddp_child else None
+    now = now or datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    os.environ[RUN_TIMESTAMP_ENV] = now
     if opt.name and opt.resume:
         raise ConfigError("-n/--name and -r/--resume cannot be used together: a resumed run keeps its directory")
     resume_ckpt = None

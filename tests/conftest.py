@@ -21,3 +21,47 @@ def reference_dir() -> Path:
 def _small_threads():
     torch.set_num_threads(min(2, torch.get_num_threads()))
     yield
+
+
+# tiny versions of the real configs
+
+
+TINY_DDCONFIG = {
+    "double_z": False, "z_channels": 8, "resolution": 16, "in_channels": 3, "out_ch": 3, "ch": 32,
+    "ch_mult": [1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0,
+}  # 16x16 images -> 4x4 = 16 tokens
+TINY_N_EMBED = 32
+TINY_EMBED_DIM = 8
+
+
+@pytest.fixture(scope="session")
+def tiny_vqgan_ckpt(tmp_path_factory) -> Path:
+    """A randomly initialised tiny VQGAN saved as a taming-style checkpoint."""
+    from imagebart.models.vqgan import VQGANWrapper
+
+    torch.manual_seed(0)
+    model = VQGANWrapper(embed_dim=TINY_EMBED_DIM, n_embed=TINY_N_EMBED, ddconfig=dict(TINY_DDCONFIG))
+    path = tmp_path_factory.mktemp("vqgan") / "tiny_vqgan.ckpt"
+    torch.save({"state_dict": model.state_dict(), "global_step": 0}, path)
+    return path
+
+
+def tiny_first_stage_overrides(ckpt: Path, prefix: str = "model.params.first_stage_config.params") -> list[str]:
+    """Command-line overrides that swap a config's first stage for the tiny VQGAN."""
+    dd = TINY_DDCONFIG
+    return [
+        f"{prefix}.ckpt_path={ckpt}", f"{prefix}.remap=null", f"{prefix}.embed_dim={TINY_EMBED_DIM}",
+        f"{prefix}.n_embed={TINY_N_EMBED}",
+        *(f"{prefix}.ddconfig.{k}={str(v).replace(' ', '')}" for k, v in dd.items()),
+    ]
+
+
+def tiny_data_overrides(size: int = 16, batch_size: int = 2) -> list[str]:
+    """Demo data at the tiny resolution, no loader workers."""
+    return [
+        f"data.params.batch_size={batch_size}", "data.params.num_workers=0",
+        "data.params.train.target=imagebart.data.demo.DemoScenes",
+        f"data.params.train.params={{split: train, size: {size}, length: 32}}",
+        "data.params.validation.target=imagebart.data.demo.DemoScenes",
+        f"data.params.validation.params={{split: validation, size: {size}, length: 8}}",
+    ]

@@ -18,6 +18,7 @@ from typing import Optional
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 from torch.optim.lr_scheduler import LambdaLR
 
 from imagebart.checkpoint_io import load_state_dict
@@ -26,6 +27,7 @@ from imagebart.diffusion.multinomial import q_posterior, q_sample_chain
 from imagebart.diffusion.schedule import MultinomialSchedule
 from imagebart.images import make_grid
 from imagebart.modules.ema import LitEma
+from imagebart.modules.xtransformers.legacy import convert_legacy_checkpoint, is_legacy_state_dict
 from imagebart.sampling.autoregressive import sample_decoder_only, sample_encoder_decoder
 from imagebart.util import instantiate_from_config
 
@@ -81,6 +83,13 @@ class DenoisingTransformer(pl.LightningModule):
         side = ddconfig["resolution"] // 2 ** (len(ddconfig["ch_mult"]) - 1)
         self.latent_hw = (side, side)
         self.conditioner = self._build_conditioner(conditioner_config)
+        state_dict = None
+        if ckpt_path is not None:
+            # read first: an original-format checkpoint needs the 2021-compatible network
+            state_dict = self._read_checkpoint(ckpt_path, ignore_keys)
+            if is_legacy_state_dict(state_dict, prefix="transformer.") and "GPT" not in transformer_config["target"]:
+                transformer_config = OmegaConf.merge(transformer_config, {"params": {"legacy_2021": True}})
+                logger.info("%s is in the original's format: building the 2021-compatible transformer", ckpt_path)
         self.transformer = instantiate_from_config(transformer_config)
 
         self.schedule = MultinomialSchedule.from_redraw_prob(redraw_prob, n_scales, curves=schedule_curves)
@@ -94,9 +103,8 @@ class DenoisingTransformer(pl.LightningModule):
         self.use_ema = use_ema
         if use_ema:
             self.transformer_ema = LitEma(self.transformer)
-        if ckpt_path is not None:
-            self.init_from_ckpt(ckpt_path, ignore_keys=ignore_keys)
-            self.first_stage_has_weights = True
+        if state_dict is not None:
+            self._load_checkpoint_state(state_dict, ckpt_path)
         if self.single_scale == 1 and self.alpha > 0:
             logger.warning("scale 1 predicts the data: alpha > 0 trains it on the posterior (soft loss)")
         logger.info("%s: betas %s", type(self).__name__, [round(b, 4) for b in self.temperature_range.tolist()])
@@ -135,15 +143,33 @@ class DenoisingTransformer(pl.LightningModule):
         """Vocabulary and sequence-length mistakes, named before training starts."""
         raise NotImplementedError
 
-    def init_from_ckpt(self, path, ignore_keys=()):
+    @staticmethod
+    def _read_checkpoint(path, ignore_keys=()) -> dict:
         state_dict = load_state_dict(path)
-        state_dict = {k: v for k, v in state_dict.items() if not any(k.startswith(i) for i in ignore_keys)}
-        missing, unexpected = self.load_state_dict(state_dict, strict=False)
-        logger.info("restored %s: %d missing and %d unexpected keys", path, len(missing), len(unexpected))
+        return {k: v for k, v in state_dict.items() if not any(k.startswith(i) for i in ignore_keys)}
+
+    def init_from_ckpt(self, path, ignore_keys=()):
+        """Load a denoiser checkpoint (ours or the original's) non-strictly, reporting what differs."""
+        self._load_checkpoint_state(self._read_checkpoint(path, ignore_keys), path)
+
+    def _load_checkpoint_state(self, state_dict: dict, source) -> None:
+        kind = "gpt" if not hasattr(self.transformer, "encoder") else "xtransformer"
+        state_dict = convert_legacy_checkpoint(state_dict, kind)
+        if "alphacum" in state_dict and state_dict["alphacum"].shape != self.alphacum.shape:
+            raise ValueError(f"{source} was trained with {state_dict['alphacum'].numel() - 1} scales, but the config "
+                             f"has n_scales={self.n_scales}")
+        try:
+            missing, unexpected = self.load_state_dict(state_dict, strict=False)
+        except RuntimeError as err:  # shape mismatches: name the file and the config to check
+            raise ValueError(f"checkpoint {source} does not fit the model built from the config "
+                             f"(check transformer_config / first_stage_config dimensions): {err}") from err
+        logger.info("restored %s: %d missing and %d unexpected keys", source, len(missing), len(unexpected))
         if missing:
-            logger.warning("keys missing from %s: %s", path, missing[:20])
+            logger.warning("keys missing from %s: %s", source, missing[:20])
         if unexpected:
-            logger.warning("unexpected keys in %s: %s", path, unexpected[:20])
+            logger.warning("unexpected keys in %s: %s", source, unexpected[:20])
+        if any(k.startswith("first_stage_model.") for k in state_dict):
+            self.first_stage_has_weights = True
 
     def on_fit_start(self):
         if not self.first_stage_has_weights and self.trainer.ckpt_path is None:

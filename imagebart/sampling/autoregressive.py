@@ -90,7 +90,8 @@ def sample_decoder_only(gpt, prefix: torch.Tensor, steps: int, temperature: floa
         if callback is not None:
             callback(i)
         if use_cache:
-            logits, past = gpt.forward_with_past(new, past=past)  # (B, m, K)
+            logits, _, present = gpt.forward_with_past(new, past=past)  # (B, m, K)
+            past = present if past is None else torch.cat((past, present), dim=-2)  # (layers, 2, B, h, n, e)
         else:
             logits, _ = gpt(tokens)  # (B, C+i, K)
         logits = _guided(logits[:, -1], guide, i)  # (B, K)
