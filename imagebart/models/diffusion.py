@@ -137,7 +137,9 @@ class DenoisingTransformer(pl.LightningModule):
     def encoder_vocabulary(self) -> Optional[int]:
         """How many token ids the network reads (scale, class and code tokens share it)."""
         encoder = getattr(self.transformer, "encoder", None)
-        return encoder.num_tokens if encoder is not None else getattr(self.transformer, "vocab_size", None)
+        if encoder is not None:
+            return encoder.num_tokens
+        return getattr(self.transformer, "input_vocab_size", None) or self.transformer.vocab_size
 
     def _check_fits(self) -> None:
         """Vocabulary and sequence-length mistakes, named before training starts."""
@@ -400,9 +402,9 @@ class DenoisingXTransformer(DenoisingTransformer):
         n_cond = 1 if self.conditioner is not None else 0
         encoder, decoder = self.transformer.encoder, self.transformer.decoder
         n_classes = (getattr(self.conditioner, "n_classes", None) or 0) if self.conditioner is not None else 0
-        if decoder.num_tokens < k:
-            raise ValueError(f"transformer_config.params.dec_num_tokens={decoder.num_tokens} is smaller than the "
-                             f"first stage's codebook K={k}")
+        if decoder.num_tokens != k:
+            raise ValueError(f"transformer_config.params.dec_num_tokens={decoder.num_tokens} must equal the first "
+                             f"stage's codebook size K={k} (the length of its remap list, or n_embed)")
         if encoder.num_tokens < max(k, n_classes, self.n_scales + 1):
             raise ValueError(f"transformer_config.params.enc_num_tokens={encoder.num_tokens} must be >= "
                              f"max(K={k}, classes={n_classes}, n_scales+1={self.n_scales + 1})")
@@ -469,9 +471,13 @@ class DecoderOnlyDenoiser(DenoisingTransformer):
         k, length = self.num_codes, self.tokens_per_image
         n_cond = 1 if self.conditioner is not None else 0
         gpt = self.transformer
-        if gpt.vocab_size < max(k, self.n_scales + 1):
-            raise ValueError(f"transformer_config.params.vocab_size={gpt.vocab_size} is smaller than the "
-                             f"codebook K={k} (or the scale token {self.n_scales})")
+        n_classes = (getattr(self.conditioner, "n_classes", None) or 0) if self.conditioner is not None else 0
+        if gpt.vocab_size != k:
+            raise ValueError(f"transformer_config.params.vocab_size={gpt.vocab_size} must equal the first stage's "
+                             f"codebook size K={k} (the length of its remap list, or n_embed)")
+        if self.encoder_vocabulary < max(k, n_classes, self.n_scales + 1):
+            raise ValueError(f"the GPT reads {self.encoder_vocabulary} token ids (input_vocab_size or vocab_size), "
+                             f"fewer than max(K={k}, classes={n_classes}, n_scales+1={self.n_scales + 1})")
         if gpt.block_size < 1 + n_cond + length - 1:
             raise ValueError(f"transformer_config.params.block_size={gpt.block_size} cannot hold "
                              f"[T, cond x{n_cond}, x_(T-1)[:-1]] = {n_cond + length} tokens")
