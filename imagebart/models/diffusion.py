@@ -27,11 +27,27 @@ from imagebart.diffusion.multinomial import q_posterior, q_sample_chain
 from imagebart.diffusion.schedule import MultinomialSchedule
 from imagebart.images import make_grid
 from imagebart.modules.ema import LitEma
-from imagebart.modules.xtransformers.legacy import convert_legacy_checkpoint, is_legacy_state_dict
+from imagebart.modules.xtransformers.legacy import (
+    convert_legacy_checkpoint,
+    is_legacy_state_dict,
+    needs_legacy_network,
+)
 from imagebart.sampling.autoregressive import sample_decoder_only, sample_encoder_decoder
 from imagebart.util import instantiate_from_config
 
 logger = logging.getLogger(__name__)
+
+
+def adapt_to_checkpoint(transformer_config, state_dict: dict, source="checkpoint"):
+    """(transformer config, state dict) ready to build and load: an original-format (2021
+    x-transformers) checkpoint gets ``legacy_2021: true`` and our parameter / EMA names."""
+    if not needs_legacy_network(state_dict, prefix="transformer."):
+        return transformer_config, state_dict
+    logger.info("%s holds the original's (2021) network: building the 2021-compatible transformer", source)
+    transformer_config = OmegaConf.merge(transformer_config, {"params": {"legacy_2021": True}})
+    if is_legacy_state_dict(state_dict, prefix="transformer."):
+        state_dict = convert_legacy_checkpoint(state_dict, "xtransformer")
+    return transformer_config, state_dict
 
 
 class DenoisingTransformer(pl.LightningModule):
@@ -87,9 +103,7 @@ class DenoisingTransformer(pl.LightningModule):
         if ckpt_path is not None:
             # read first: an original-format checkpoint needs the 2021-compatible network
             state_dict = self._read_checkpoint(ckpt_path, ignore_keys)
-            if is_legacy_state_dict(state_dict, prefix="transformer.") and "GPT" not in transformer_config["target"]:
-                transformer_config = OmegaConf.merge(transformer_config, {"params": {"legacy_2021": True}})
-                logger.info("%s is in the original's format: building the 2021-compatible transformer", ckpt_path)
+            transformer_config, state_dict = adapt_to_checkpoint(transformer_config, state_dict, ckpt_path)
         self.transformer = instantiate_from_config(transformer_config)
 
         self.schedule = MultinomialSchedule.from_redraw_prob(redraw_prob, n_scales, curves=schedule_curves)
@@ -155,8 +169,8 @@ class DenoisingTransformer(pl.LightningModule):
         self._load_checkpoint_state(self._read_checkpoint(path, ignore_keys), path)
 
     def _load_checkpoint_state(self, state_dict: dict, source) -> None:
-        kind = "gpt" if not hasattr(self.transformer, "encoder") else "xtransformer"
-        state_dict = convert_legacy_checkpoint(state_dict, kind)
+        if is_legacy_state_dict(state_dict, prefix="transformer."):
+            state_dict = convert_legacy_checkpoint(state_dict, "xtransformer")
         if "alphacum" in state_dict and state_dict["alphacum"].shape != self.alphacum.shape:
             raise ValueError(f"{source} was trained with {state_dict['alphacum'].numel() - 1} scales, but the config "
                              f"has n_scales={self.n_scales}")

@@ -172,3 +172,10 @@ def convert_legacy_checkpoint(state_dict: Mapping[str, torch.Tensor], model_kind
         converted = convert_legacy_ema_state_dict(ema, model.keys(), model_kind)
         out.update({ema_prefix + k: v for k, v in converted.items()})
     return out
+
+
+def needs_legacy_network(keys: Iterable[str], prefix: str = "") -> bool:
+    """True for 2021-format keys AND for 2021 weights already renamed to ours (their norms
+    carry biases): both need a network built with ``legacy_2021=True``."""
+    keys = list(keys)
+    return is_legacy_state_dict(keys, prefix) or f"{prefix}decoder.attn_layers.final_norm.bias" in keys

@@ -1,0 +1,405 @@
+"""A stack of trained scales that samples x_T -> x_{T-1} -> ... -> x_0 and decodes the result.
+
+One denoiser per reverse step t (scale 1 = p(x_0 | x_1) first, as in the sampling configs),
+sharing ONE frozen first stage. Sampling: x_T ~ Uniform{0..K-1}^L, then for t = T..1
+``x_{t-1} ~ p_θ^{t-1}(· | x_t)`` token by token with that scale's top-k and temperature, then
+decode x_0. Schedules are given in sampling order (first entry = scale T), as in the original
+streamlit app. Every denoiser is loaded through :func:`load_denoiser`, with its EMA weights
+copied into the network once.
+
+Legend: B batch, L tokens per image (h·w), K codes, T n_scales.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from imagebart.checkpoint_io import load_state_dict
+from imagebart.models.diffusion import adapt_to_checkpoint
+from imagebart.modules.conditioners import ClassProvider
+from imagebart.sampling.config import SamplingConfig, load_sampling_config
+from imagebart.util import instantiate_from_config
+
+logger = logging.getLogger(__name__)
+
+ClassLabel = Union[None, int, str, Sequence[int], torch.Tensor]
+Progress = Callable[[int, int, int], None]
+
+
+@dataclass
+class SampleResult:
+    """What :meth:`ImageBARTChain.sample` returns."""
+
+    tokens: torch.Tensor  # x_0 (B, L), remapped code ids
+    images: torch.Tensor  # decoded x_0 (B, 3, H, W) in [-1, 1]
+    intermediates: Optional[list] = None  # [x_T, x_{T-1}, ..., x_0], each (B, L), when asked
+    class_label: Optional[torch.Tensor] = None  # (B,) labels used (conditional chains)
+
+
+# loading one scale
+
+
+def _has_prefix(state_dict: Mapping[str, Any], prefix: str) -> bool:
+    return any(k.startswith(prefix) for k in state_dict)
+
+
+def _check_same_first_stage(first_stage, state_dict, source: str) -> None:
+    """A scale trained on another VQGAN would read its tokens as different pictures."""
+    for key in ("quantize.embedding.weight", "quantize.used"):
+        theirs = state_dict.get(f"first_stage_model.{key}")
+        ours = dict(first_stage.named_parameters(), **dict(first_stage.named_buffers())).get(key)
+        if theirs is None or ours is None:
+            continue
+        if theirs.shape != ours.shape or not torch.equal(theirs.to(ours.device, ours.dtype), ours):
+            raise ValueError(f"checkpoint {source} was trained with a different first stage than scale 1 "
+                             f"(first_stage_model.{key} differs); all scales of a chain must share one VQGAN")
+
+
+@contextmanager
+def _first_stage_detached(model):
+    """Temporarily take the shared first stage out of ``model`` (so ``.to()`` leaves it alone)."""
+    first_stage = model._modules.get("first_stage_model")
+    model._modules["first_stage_model"] = None
+    try:
+        yield model
+    finally:
+        model._modules["first_stage_model"] = first_stage
+
+
+def load_denoiser(config: Mapping[str, Any], ckpt_path: Union[str, Path], first_stage=None, ema: bool = True,
+                  config_source: str = "<config>"):
+    """Build the denoiser of a training ``config`` (with a ``model`` section) and load ``ckpt_path``.
+
+    The one place where a scale is loaded for sampling. ``first_stage``: a VQGAN shared with the
+    other scales (the constructor's own is discarded unloaded). Without it, the first stage comes
+    from the checkpoint's ``first_stage_model.*`` entries, else from
+    ``first_stage_config.params.ckpt_path``. With ``ema`` and ``transformer_ema.*`` entries in the
+    checkpoint, the EMA weights are copied into the transformer once and the shadows dropped.
+    Returns the model in eval mode, on CPU, without gradients.
+    """
+    source = str(ckpt_path)
+    state_dict = load_state_dict(ckpt_path)
+    config = config if isinstance(config, DictConfig) else OmegaConf.create(dict(config))
+    if "model" not in config:
+        raise ValueError(f"{config_source} has no 'model' section")
+    model_config = OmegaConf.to_container(config.model, resolve=True)  # a private copy
+    params = model_config.setdefault("params", {})
+    params["ckpt_path"] = None  # we load, strictly, below
+    first_stage_params = params["first_stage_config"].setdefault("params", {})
+    if first_stage is not None or _has_prefix(state_dict, "first_stage_model."):
+        first_stage_params["ckpt_path"] = None
+    use_ema = ema and _has_prefix(state_dict, "transformer_ema.")
+    params["use_ema"] = use_ema
+    # official (2021-format) checkpoints: the 2021-compatible network, our parameter / EMA names
+    transformer_config, state_dict = adapt_to_checkpoint(params["transformer_config"], state_dict, source)
+    params["transformer_config"] = OmegaConf.to_container(OmegaConf.create(transformer_config), resolve=True)
+    model = instantiate_from_config(model_config)
+
+    if first_stage is not None:
+        _check_same_first_stage(first_stage, state_dict, source)
+        model.first_stage_model = first_stage
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("first_stage_model.")}
+    if not use_ema:
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("transformer_ema.")}
+    if "alphacum" in state_dict and not torch.allclose(state_dict["alphacum"].float(), model.alphacum, atol=1e-6):
+        logger.warning("%s stores a different schedule (alphacum) than %s builds from redraw_prob=%r",
+                       source, config_source, model.redraw_prob)
+    try:
+        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise ValueError(f"checkpoint {source} does not fit the model built from {config_source}: {err}") from err
+    required = ("transformer.", "transformer_ema.") if use_ema else ("transformer.",)
+    if first_stage is None and first_stage_params.get("ckpt_path") is None:
+        required += ("first_stage_model.",)
+    missing = [k for k in missing if k.startswith(required)]
+    if missing:
+        raise ValueError(f"checkpoint {source} lacks {len(missing)} weights of the model built from "
+                         f"{config_source}, e.g. {missing[:5]}; is it the checkpoint of that config?")
+    if unexpected:
+        logger.warning("%s: %d unexpected entries ignored, e.g. %s", source, len(unexpected), unexpected[:5])
+
+    if use_ema:
+        model.transformer_ema.copy_to(model.transformer)
+        del model.transformer_ema
+        model.use_ema = False  # the transformer now holds the EMA weights; ema_scope() is a no-op
+    elif ema:
+        logger.info("%s holds no EMA weights: sampling with its transformer weights", source)
+    model.sampling_weights = "ema" if use_ema else "raw"
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+# schedules
+
+
+def resolve_schedule(value, n_scales: int, name: str, check: Callable[[Any], Any]) -> list:
+    """One value or a list of ``n_scales`` values (sampling order) -> a list, each passed through ``check``."""
+    if hasattr(value, "tolist"):  # tensors, numpy arrays and scalars (e.g. np.linspace schedules)
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        if len(value) != n_scales:
+            raise ValueError(f"{name} must be one value or a list of {n_scales} values (one per scale, in "
+                             f"sampling order: scale {n_scales} first), got {len(value)} values {list(value)}")
+        values = list(value)
+    else:
+        values = [value] * n_scales
+    return [check(v) for v in values]
+
+
+def _check_top_k(value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not float(value).is_integer():
+        raise ValueError(f"top_k values must be positive integers (or None for the config's), got {value!r}")
+    if int(value) < 1:
+        raise ValueError(f"top_k values must be >= 1, got {value!r}")
+    return int(value)
+
+
+def _check_temperature(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"temperature values must be numbers > 0, got {value!r}")
+    return float(value)
+
+
+# the chain
+
+
+class ImageBARTChain:
+    """A stack of trained scales (scale 1 first) sharing one frozen first stage."""
+
+    def __init__(self, models: Sequence, device=None, offload: bool = False, sources: Sequence[str] = ()):
+        if not models:
+            raise ValueError("a chain needs at least one scale")
+        self.models = list(models)
+        self.n_scales = len(self.models)
+        self.first_stage = self.models[0].first_stage_model
+        self.device = torch.device(device) if device is not None else (
+            torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+        self.offload = offload
+        self.sources = list(sources) or [f"scale {t}" for t in range(1, self.n_scales + 1)]
+        self._check()
+        self.first_stage.to(self.device)
+        self._placement: dict[int, torch.device] = {}
+        for model in self._unique_models():
+            self._place(model, torch.device("cpu") if offload else self.device)
+
+    @classmethod
+    def from_sampling_config(cls, config_or_path: Union[str, Path, Mapping, SamplingConfig], device=None,
+                             ema: bool = True, offload: bool = False) -> "ImageBARTChain":
+        """Load every scale of a sampling config (``checkpoints:``/``configs:``, scale 1 first)."""
+        paths = config_or_path if isinstance(config_or_path, SamplingConfig) else load_sampling_config(config_or_path)
+        loaded: dict[tuple, Any] = {}
+        models, sources, first_stage = [], [], None
+        for index, (ckpt, config_path) in enumerate(zip(paths.checkpoints, paths.configs)):
+            key = (ckpt, config_path)
+            if key not in loaded:
+                logger.info("scale %d: %s with %s", index + 1, ckpt, config_path)
+                loaded[key] = load_denoiser(paths.load_scale_config(index), ckpt, first_stage=first_stage, ema=ema,
+                                            config_source=str(config_path))
+                first_stage = loaded[key].first_stage_model
+            models.append(loaded[key])
+            sources.append(f"{config_path} (configs[{index}] of {paths.source})")
+        if len(models) == 1 and models[0].single_scale is None:  # joint training: one model, every t
+            models, sources = models * models[0].n_scales, sources * models[0].n_scales
+        return cls(models, device=device, offload=offload, sources=sources)
+
+    def _unique_models(self) -> list:
+        return list({id(m): m for m in self.models}.values())
+
+    def _check(self) -> None:
+        """Scales that do not stack: wrong order, other T, other first stage, mixed conditioning."""
+        for t, (model, source) in enumerate(zip(self.models, self.sources), start=1):
+            if model.n_scales != self.n_scales:
+                raise ValueError(f"{source}: n_scales={model.n_scales}, but the chain has {self.n_scales} scales")
+            if model.single_scale not in (None, t):
+                raise ValueError(f"{source}: single_scale={model.single_scale} at position {t} of the list; "
+                                 "list scale 1 first (p(x_0 | x_1)), then 2, ..., T")
+            if model.num_codes != self.num_codes or tuple(model.latent_hw) != self.latent_shape:
+                raise ValueError(f"{source}: K={model.num_codes} codes on a {tuple(model.latent_hw)} grid, but "
+                                 f"scale 1 has K={self.num_codes} on {self.latent_shape}; all scales must use "
+                                 "the same first stage config")
+            if (model.conditioner is not None) != self.is_conditional:
+                raise ValueError(f"{source}: some scales are class-conditional and others are not")
+            if model.conditioner is not None and not isinstance(model.conditioner, ClassProvider):
+                raise ValueError(f"{source}: only class-conditional chains (ClassProvider) can be sampled, got "
+                                 f"{type(model.conditioner).__name__}")
+
+    # properties
+
+    @property
+    def num_codes(self) -> int:
+        """K, the remapped codebook size."""
+        return int(self.first_stage.quantize.re_embed)
+
+    @property
+    def latent_shape(self) -> tuple:
+        """(h, w) of the token grid."""
+        return tuple(self.models[0].latent_hw)
+
+    @property
+    def tokens_per_image(self) -> int:
+        return self.latent_shape[0] * self.latent_shape[1]
+
+    @property
+    def is_conditional(self) -> bool:
+        return self.models[0].conditioner is not None
+
+    @property
+    def n_classes(self) -> Optional[int]:
+        """Number of class labels: the conditioner's ``n_classes``, else the smallest input vocabulary."""
+        if not self.is_conditional:
+            return None
+        declared = self.models[0].conditioner.n_classes
+        if declared is not None:
+            return int(declared)
+        sizes = []
+        for model in self._unique_models():
+            net = model.transformer
+            sizes.append(net.encoder.num_tokens if hasattr(net, "encoder") else net.tok_emb.num_embeddings)
+        return min(sizes)
+
+    def describe(self) -> dict:
+        """A JSON-able summary (for settings files and logs)."""
+        return {"n_scales": self.n_scales, "num_codes": self.num_codes, "latent_shape": list(self.latent_shape),
+                "conditional": self.is_conditional, "n_classes": self.n_classes,
+                "scales": [{"t": t, "model": type(m).__name__, "network": type(m.transformer).__name__,
+                            "weights": getattr(m, "sampling_weights", "raw"), "config_top_k": m.top_k}
+                           for t, m in enumerate(self.models, start=1)]}
+
+    # devices
+
+    def _place(self, model, device: torch.device) -> None:
+        if self._placement.get(id(model)) == device:
+            return
+        with _first_stage_detached(model):
+            model.to(device)
+        self._placement[id(model)] = device
+
+    def model_for_scale(self, t: int):
+        """The denoiser of reverse step t (1..T), on the chain's device (others go to CPU when offloading)."""
+        if isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= self.n_scales:
+            raise ValueError(f"t must be an integer in 1..{self.n_scales}, got {t!r}")
+        model = self.models[t - 1]
+        if self.offload:
+            for other in self._unique_models():
+                if other is not model:
+                    self._place(other, torch.device("cpu"))
+            self._place(model, self.device)
+        return model
+
+    # schedules and labels
+
+    def top_k_schedule(self, top_k=None) -> list:
+        """Effective top-k per scale in sampling order (None: each config's ``top_k``; capped at K)."""
+        values = resolve_schedule(top_k, self.n_scales, "top_k", _check_top_k)
+        return [self.models[t - 1].resolve_top_k(k) for t, k in zip(range(self.n_scales, 0, -1), values)]
+
+    def temperature_schedule(self, temperature=1.0) -> list:
+        """Temperature per scale in sampling order."""
+        return resolve_schedule(temperature, self.n_scales, "temperature", _check_temperature)
+
+    def class_tokens(self, class_label: ClassLabel, batch_size: int,
+                     generator: Optional[torch.Generator] = None) -> Optional[torch.Tensor]:
+        """Labels (B,) on the chain's device: one int for the batch, one per image, or "random"."""
+        if not self.is_conditional:
+            if class_label is not None:
+                raise ValueError("class_label was given but the chain is unconditional")
+            return None
+        n = self.n_classes
+        if class_label is None:
+            raise ValueError(f"the chain is class-conditional: pass class_label (an int in 0..{n - 1}, one per "
+                             "image, or 'random')")
+        if isinstance(class_label, str):
+            if class_label != "random":
+                raise ValueError(f"class_label must be an int, a list of ints or 'random', got {class_label!r}")
+            gen_device = generator.device if generator is not None else self.device
+            labels = torch.randint(0, n, (batch_size,), generator=generator, device=gen_device)
+        else:
+            labels = torch.as_tensor(class_label).reshape(-1)
+            if labels.is_floating_point() or labels.dtype == torch.bool:
+                raise ValueError(f"class_label must hold integers, got {labels.dtype}")
+            if labels.numel() == 1:
+                labels = labels.expand(batch_size)
+            if labels.numel() != batch_size:
+                raise ValueError(f"class_label must be one label or one per image ({batch_size}), "
+                                 f"got {labels.numel()}")
+            if labels.min() < 0 or labels.max() >= n:
+                raise ValueError(f"class_label values must lie in 0..{n - 1}, got {labels.tolist()}")
+        return labels.long().to(self.device)
+
+    # tokens <-> images
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) in [-1, 1] -> x_0 (B, L), remapped code ids."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+        _, _, info = self.first_stage.encode(images.to(self.device, torch.float32))
+        tokens = info[2].reshape(images.shape[0], -1)  # (B, L)
+        if tokens.shape[1] != self.tokens_per_image:
+            side = self.models[0].first_stage_model.encoder.resolution
+            raise ValueError(f"images of size {tuple(images.shape[2:])} give {tokens.shape[1]} tokens, the chain "
+                             f"needs {self.tokens_per_image}: use {side}x{side} images")
+        return tokens
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """x_0 (B, L) -> images (B, 3, H, W) in [-1, 1]."""
+        if tokens.dim() != 2 or tokens.shape[1] != self.tokens_per_image:
+            raise ValueError(f"tokens must be (B, {self.tokens_per_image}), got {tuple(tokens.shape)}")
+        h, w = self.latent_shape
+        return self.first_stage.decode_code(tokens.to(self.device).reshape(-1, h, w))  # (B, 3, H, W)
+
+    # sampling
+
+    def make_generator(self, seed: int) -> torch.Generator:
+        """A seeded generator on the chain's device (sampling draws must come from that device)."""
+        return torch.Generator(device=self.device).manual_seed(int(seed))
+
+    @torch.no_grad()
+    def sample(self, batch_size: int, top_k=None, temperature=1.0, class_label: ClassLabel = None,
+               generator: Optional[torch.Generator] = None, return_intermediates: bool = False,
+               progress: Optional[Progress] = None, use_cache: bool = True) -> SampleResult:
+        """Sample ``batch_size`` images: x_T uniform, t = T..1 with per-scale top-k / temperature, decode.
+
+        ``top_k``/``temperature``: one value or one per scale in sampling order (scale T first).
+        ``progress(t, step, steps)`` is called before each token of scale t and once with
+        ``step == steps`` when the scale is done. Draws come from ``generator`` (on the chain's
+        device, see :meth:`make_generator`), so a seeded generator reproduces a run.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if generator is not None and generator.device.type != self.device.type:
+            raise ValueError(f"generator is on {generator.device}, the chain samples on {self.device}; "
+                             "use chain.make_generator(seed)")
+        top_ks = self.top_k_schedule(top_k)
+        temperatures = self.temperature_schedule(temperature)
+        labels = self.class_tokens(class_label, batch_size, generator)  # (B,) or None
+        cond = None if labels is None else labels[:, None]  # (B, 1)
+        steps = self.tokens_per_image
+
+        x_t = torch.randint(0, self.num_codes, (batch_size, steps), generator=generator,
+                            device=self.device)  # x_T (B, L)
+        intermediates = [x_t] if return_intermediates else None
+        for i, t in enumerate(range(self.n_scales, 0, -1)):
+            model = self.model_for_scale(t)
+            scale = torch.full((batch_size, 1), t, dtype=torch.long, device=self.device)  # (B, 1)
+            callback = None if progress is None else (lambda step, t=t: progress(t, step, steps))
+            x_t = model.sample_single_scale(x_t, scale, None, steps=steps, temperature=temperatures[i],
+                                            top_k=top_ks[i], cond=cond, generator=generator,
+                                            use_cache=use_cache, callback=callback)  # x_{t-1} (B, L)
+            if progress is not None:
+                progress(t, steps, steps)
+            if return_intermediates:
+                intermediates.append(x_t)
+        images = self.decode(x_t).float()
+        return SampleResult(tokens=x_t, images=images, intermediates=intermediates, class_label=labels)

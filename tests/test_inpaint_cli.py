@@ -1,0 +1,110 @@
+"""scripts/inpaint.py end to end on a tiny chain: the files it writes and its error messages."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent / "sampling"))  # the shared tiny chain writer
+from tiny_chain import IMAGE_SIZE, write_chain  # noqa: E402
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "inpaint.py"
+
+
+@pytest.fixture(scope="module")
+def inpaint():
+    spec = importlib.util.spec_from_file_location("inpaint_cli", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models: one thread is faster, and far faster on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def sampling_config(tmp_path_factory):
+    return write_chain(tmp_path_factory.mktemp("chain"))
+
+
+@pytest.fixture
+def images(tmp_path):
+    """A folder with an odd-sized RGBA PNG, a JPEG and a file that is not an image."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (23, 37, 4), dtype=np.uint8), "RGBA").save(folder / "odd.png")
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / "square.jpg")
+    (folder / "notes.txt").write_text("skipped: not an image suffix")
+    return folder
+
+
+def read(path):
+    return np.asarray(Image.open(path))
+
+
+def test_folder_with_preset_mask(inpaint, sampling_config, images, tmp_path):
+    outdir = tmp_path / "out"
+    assert inpaint.main(["--config", str(sampling_config), "--image", str(images), "--mask", "centre:0.5",
+                         "-n", "3", "--batch_size", "2", "--chain_length", "1,2,1", "--top_k", "8",
+                         "--temperature", "0.9", "--seed", "1", "--outdir", str(outdir), "--device", "cpu"]) == 0
+    assert sorted(p.name for p in outdir.iterdir()) == ["odd", "square"]
+    for name in ("odd", "square"):
+        files = sorted(p.name for p in (outdir / name).iterdir())
+        assert files == ["grid.png", "masked.png", "original.png", "sample_000.png", "sample_001.png",
+                         "sample_002.png", "settings.json"]
+        original, masked = read(outdir / name / "original.png"), read(outdir / name / "masked.png")
+        assert original.shape == masked.shape == (IMAGE_SIZE, IMAGE_SIZE, 3)
+        window = slice(IMAGE_SIZE // 4, 3 * IMAGE_SIZE // 4)
+        assert (masked[window, window] == 128).all()  # the edited window is greyed
+        assert np.array_equal(masked[:IMAGE_SIZE // 4], original[:IMAGE_SIZE // 4])
+        assert read(outdir / name / "sample_002.png").shape == (IMAGE_SIZE, IMAGE_SIZE, 3)
+        # grid: original | masked | 3 samples in one row, 2 px padding
+        assert read(outdir / name / "grid.png").shape == (IMAGE_SIZE + 4, 5 * (IMAGE_SIZE + 2) + 2, 3)
+        settings = json.loads((outdir / name / "settings.json").read_text())
+        assert settings["chain_length"] == [1, 2, 1] and settings["chain"]["n_scales"] == 3
+
+
+def test_mask_file_and_reproducible_seed(inpaint, sampling_config, images, tmp_path):
+    mask = np.zeros((50, 50), np.uint8)
+    mask[:25] = 255  # keep the upper half
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    runs = []
+    for k in range(2):
+        outdir = tmp_path / f"out{k}"
+        inpaint.main(["--config", str(sampling_config), "--image", str(images / "square.jpg"),
+                      "--mask", str(tmp_path / "mask.png"), "-n", "2", "--seed", "5", "--outdir", str(outdir),
+                      "--device", "cpu"])
+        runs.append([read(outdir / "square" / f"sample_{i:03d}.png") for i in range(2)])
+        masked = read(outdir / "square" / "masked.png")
+        assert (masked[IMAGE_SIZE // 2:] == 128).all()
+    assert all(np.array_equal(a, b) for a, b in zip(*runs))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--mask", "diagonal"], "neither an existing file nor a preset"),
+    (["--mask", "NOTES"], "cannot read mask file"),
+    (["--class_label", "3"], "unconditional"),
+    (["--chain_length", "1,2"], "chain_length"),
+    (["--image", "NOWHERE"], "no such file or folder"),
+])
+def test_errors_name_the_problem(inpaint, sampling_config, images, tmp_path, capsys, extra, message):
+    argv = ["--config", str(sampling_config), "--image", str(images / "square.jpg"), "--outdir",
+            str(tmp_path / "out"), "--device", "cpu", "-n", "1"]
+    argv += [str(images / "notes.txt") if a == "NOTES" else str(tmp_path / "nowhere") if a == "NOWHERE" else a
+             for a in extra]
+    with pytest.raises(SystemExit) as exit_info:
+        inpaint.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

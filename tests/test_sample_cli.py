@@ -1,0 +1,121 @@
+"""scripts/sample.py end to end on a tiny chain: files, settings, resume, argument errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent / "sampling"))
+from tiny_chain import IMAGE_SIZE, K, L, write_chain  # noqa: E402
+
+from imagebart.images import to_uint8  # noqa: E402
+from imagebart.sampling.batch import batch_seed, main  # noqa: E402
+from imagebart.sampling.chain import ImageBARTChain  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def sampling_yaml(tmp_path_factory):
+    return write_chain(tmp_path_factory.mktemp("cli_chain"))
+
+
+def args(config, outdir, *extra):
+    return ["--config", str(config), "--outdir", str(outdir), "--device", "cpu", *extra]
+
+
+def test_writes_images_grid_tokens_and_settings(sampling_yaml, tmp_path):
+    out = tmp_path / "run"
+    assert main(args(sampling_yaml, out, "-n", "5", "--batch_size", "2", "--seed", "3",
+                      "--top_k", "10,20,30", "--temperature", "0.9")) == 0
+    pngs = sorted((out / "samples").glob("*.png"))
+    assert [p.name for p in pngs] == [f"{i:06d}.png" for i in range(5)]
+    assert Image.open(pngs[0]).size == (IMAGE_SIZE, IMAGE_SIZE)
+    assert (out / "grid.png").is_file()
+    tokens = np.load(out / "tokens.npz")["tokens"]
+    assert tokens.shape == (5, L) and tokens.min() >= 0 and tokens.max() < K
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["top_k"] == [10, 20, 30] and settings["temperature"] == [0.9] * 3
+    assert settings["seed"] == 3 and settings["n"] == 5 and settings["batch_size"] == 2
+    assert settings["checkpoints"][0].endswith("scale1.ckpt") and len(settings["configs"]) == 3
+    assert {"torch", "x-transformers", "imagebart"} <= set(settings["versions"])
+    # the PNGs are the decoded tokens, and batch 1 is reproducible on its own from (seed, 1)
+    chain = ImageBARTChain.from_sampling_config(sampling_yaml, device="cpu")
+    assert np.array_equal(np.asarray(Image.open(pngs[4])), to_uint8(chain.decode(torch.from_numpy(tokens[4:5]))[0]))
+    again = chain.sample(2, top_k=[10, 20, 30], temperature=0.9, generator=chain.make_generator(batch_seed(3, 1)))
+    assert np.array_equal(again.tokens.numpy(), tokens[2:4])
+
+
+def test_resume_redoes_only_missing_images(sampling_yaml, tmp_path):
+    out = tmp_path / "run"
+    run = args(sampling_yaml, out, "-n", "4", "--batch_size", "2", "--seed", "1")
+    assert main(run) == 0
+    pngs = sorted((out / "samples").glob("*.png"))
+    lost = pngs[3].read_bytes()
+    pngs[3].unlink()
+    mtimes = {p.name: p.stat().st_mtime_ns for p in pngs[:3]}
+    assert main(run) == 0
+    assert pngs[3].read_bytes() == lost  # the same image again
+    assert {p.name: p.stat().st_mtime_ns for p in pngs[:3]} == mtimes  # the others untouched
+    # other settings in the same folder: refuse to mix two runs
+    with pytest.raises(SystemExit) as exc:
+        main(args(sampling_yaml, out, "-n", "4", "--batch_size", "2", "--seed", "2"))
+    assert exc.value.code == 2
+
+
+def test_other_settings_are_named(sampling_yaml, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(args(sampling_yaml, out, "-n", "1", "--temperature", "1.0")) == 0
+    with pytest.raises(SystemExit):
+        main(args(sampling_yaml, out, "-n", "1", "--temperature", "0.5"))
+    assert "temperature: was [1.0, 1.0, 1.0], now [0.5, 0.5, 0.5]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--top_k", "1,2"], "top_k must be one value or a list of 3 values"),
+    (["--top_k", "-5"], "top_k values must be >= 1"),
+    (["--temperature", "hot"], "--temperature: cannot read 'hot'"),
+    (["--precision", "16"], "--precision 16 needs a CUDA device"),
+    (["--class_label", "3"], "the chain is unconditional"),
+    (["-n", "0"], "-n and --batch_size must be >= 1"),
+])
+def test_bad_arguments_give_a_clear_message(sampling_yaml, tmp_path, capsys, extra, message):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exc:
+        main(args(sampling_yaml, out, *extra))
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()  # nothing written
+
+
+def test_missing_sampling_config(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(args(tmp_path / "missing.yaml", tmp_path / "run"))
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_class_labels_and_bf16(tmp_path):
+    config = write_chain(tmp_path / "chain", conditional=True)
+    out = tmp_path / "run"
+    assert main(args(config, out, "-n", "3", "--class_label", "1,2", "--precision", "bf16")) == 0
+    assert np.load(out / "tokens.npz")["class_label"].tolist() == [1, 2, 1]
+    assert json.loads((out / "settings.json").read_text())["precision"] == "bf16"
+
+
+def test_script_help_runs():
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "sample.py"), "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--class_label" in result.stdout
