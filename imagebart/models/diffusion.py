@@ -285,8 +285,18 @@ class DenoisingTransformer(pl.LightningModule):
                f"{split}/loss_soft": parts["loss_soft"]}
         return loss, log
 
-    def shared_step(self, batch, batch_idx):
+    def teacher_forced(self, x_prev, x_t, scale, cond=None):
+        """(logits (B, L, K), target) of the network for x_{t-1} given x_t (model-specific)."""
         raise NotImplementedError
+
+    def shared_step(self, batch, batch_idx):
+        """Corrupt a batch, predict x_{t-1}; returns (logits, target, posterior, unit temperature)."""
+        x = self.get_input(batch, self.first_stage_key)
+        _, _, x_prev, x_t, scale, _, posterior = self.get_scales(self.get_h(x))
+        self._last_scale = scale[0, 0].item()
+        cond = self.get_conditioning(batch) if self.conditioner is not None else None
+        logits, target = self.teacher_forced(x_prev, x_t, scale, cond)
+        return logits, target, posterior, torch.ones(1, 1, 1, 1, device=x.device)
 
     def training_step(self, batch, batch_idx):
         logits, target, posterior, _ = self.shared_step(batch, batch_idx)
@@ -350,9 +360,34 @@ class DenoisingTransformer(pl.LightningModule):
         k = top_k if top_k is not None else self.top_k
         return None if k is None else min(int(k), self.num_codes)
 
+    def sampling_condition(self, c_indices, scale, cond=None):
+        """What the network is conditioned on when sampling scale t (model-specific)."""
+        raise NotImplementedError
+
+    def run_sampler(self, condition, steps, **kwargs):
+        """The token-by-token loop for this network kind."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(self, x, c, steps, temperature=1.0, sample=False, top_k=None, callback=None, **kwargs):
+        """The original's loop: c = the full conditioning (encoder input, or GPT prefix with x
+        = the (B, 0) start); ``sample=False`` decodes greedily. Returns (B, steps) tokens."""
+        condition = c if hasattr(self.transformer, "encoder") else torch.cat((c, x), dim=1)
+        return self.run_sampler(condition, steps, temperature=temperature, top_k=top_k, guide=kwargs.get("guide"),
+                                greedy=not sample, use_cache=kwargs.get("use_cache", self.use_past_for_sampling),
+                                generator=kwargs.get("generator"), callback=callback)
+
+    @torch.no_grad()
     def sample_single_scale(self, c_indices, scale, temp_x, steps, temperature=None, callback=None,
                             top_k=None, cond=None, guide=None, generator=None, use_cache=True):
-        raise NotImplementedError
+        """x_{t-1} ~ p(· | x_t = c_indices) at scale t (B, 1); unlike the original, honours
+        ``temperature`` and takes ``top_k=None`` as the config's top_k."""
+        if temp_x is not None:
+            raise ValueError("temp_x is not supported (the original dropped it too)")
+        return self.run_sampler(self.sampling_condition(c_indices, scale, cond), steps,
+                                temperature=1.0 if temperature is None else temperature,
+                                top_k=self.resolve_top_k(top_k), guide=guide, use_cache=use_cache,
+                                generator=generator, callback=callback)
 
     # image logs
 
@@ -437,36 +472,17 @@ class DenoisingXTransformer(DenoisingTransformer):
         logits, _ = self.transformer(src, tgt)
         return logits / temp, x
 
-    def shared_step(self, batch, batch_idx):
-        x = self.get_input(batch, self.first_stage_key)
-        _, _, x_prev, x_t, scale, _, posterior = self.get_scales(self.get_h(x))
-        self._last_scale = scale[0, 0].item()
-        c = x_t
-        if self.conditioner is not None:
-            c = torch.cat((self.get_conditioning(batch).to(x_t), x_t), dim=1)
-        logits, target = self(x_prev, c, scale)
-        return logits, target, posterior, torch.ones(1, 1, 1, 1, device=x.device)
+    def teacher_forced(self, x_prev, x_t, scale, cond=None):
+        c = x_t if cond is None else torch.cat((cond.to(x_t), x_t), dim=1)
+        return self(x_prev, c, scale)
 
-    @torch.no_grad()
-    def sample(self, x, c, steps, temperature=1.0, sample=False, top_k=None, callback=None, **kwargs):
-        """The original's loop signature: x = [sos] start (B, 1), c = encoder input; returns (B, steps)."""
-        return sample_encoder_decoder(self.transformer, c, steps, sos=int(x[0, 0]), temperature=temperature,
-                                      top_k=top_k, guide=kwargs.get("guide"), greedy=not sample,
-                                      use_cache=kwargs.get("use_cache", self.use_past_for_sampling),
-                                      generator=kwargs.get("generator"), callback=callback)
+    def sampling_condition(self, c_indices, scale, cond=None):
+        """Encoder input ``[t, (cond…), x_t]`` (B, 1+C+L)."""
+        src = c_indices if cond is None else torch.cat((cond.to(c_indices), c_indices), dim=1)
+        return torch.cat((scale.to(src), src), dim=1)
 
-    @torch.no_grad()
-    def sample_single_scale(self, c_indices, scale, temp_x, steps, temperature=None, callback=None,
-                            top_k=None, cond=None, guide=None, generator=None, use_cache=True):
-        """x_{t-1} ~ p(· | x_t = c_indices) at scale t; unlike the original, honours ``temperature``."""
-        if temp_x is not None:
-            raise ValueError("temp_x is not supported (the original dropped it too)")
-        src = c_indices if cond is None else torch.cat((cond, c_indices), dim=1)
-        src = torch.cat((scale.to(src), src), dim=1)  # (B, 1+C+L)
-        return sample_encoder_decoder(self.transformer, src, steps, sos=int(self.sos_token),
-                                      temperature=1.0 if temperature is None else temperature,
-                                      top_k=self.resolve_top_k(top_k), guide=guide, use_cache=use_cache,
-                                      generator=generator, callback=callback)
+    def run_sampler(self, condition, steps, **kwargs):
+        return sample_encoder_decoder(self.transformer, condition, steps, sos=int(self.sos_token), **kwargs)
 
 
 class DecoderOnlyDenoiser(DenoisingTransformer):
@@ -502,33 +518,12 @@ class DecoderOnlyDenoiser(DenoisingTransformer):
         logits, _ = self.transformer(tokens)
         return logits[:, c_indices.shape[1] - 1:] / temp, z_indices
 
-    def shared_step(self, batch, batch_idx):
-        x = self.get_input(batch, self.first_stage_key)
-        _, _, x_prev, _, scale, _, posterior = self.get_scales(self.get_h(x))
-        self._last_scale = scale[0, 0].item()
-        c = scale
-        if self.conditioner is not None:
-            c = torch.cat((scale, self.get_conditioning(batch).to(scale)), dim=1)
-        logits, target = self(x_prev, c)
-        return logits, target, posterior, torch.ones(1, 1, 1, 1, device=x.device)
+    def teacher_forced(self, x_prev, x_t, scale, cond=None):
+        return self(x_prev, self.sampling_condition(x_t, scale, cond))
 
-    @torch.no_grad()
-    def sample(self, x, c, steps, temperature=1.0, sample=False, top_k=None, callback=None, **kwargs):
-        """The original's loop signature: x = start tokens (B, 0), c = [T, (cond…)]."""
-        prefix = torch.cat((c, x), dim=1)
-        return sample_decoder_only(self.transformer, prefix, steps, temperature=temperature, top_k=top_k,
-                                   guide=kwargs.get("guide"), greedy=not sample,
-                                   use_cache=kwargs.get("use_cache", self.use_past_for_sampling),
-                                   generator=kwargs.get("generator"), callback=callback)
+    def sampling_condition(self, c_indices, scale, cond=None):
+        """GPT prefix ``[T, (cond…)]``: x_T (pure noise) is ignored, as in the original."""
+        return scale.to(c_indices) if cond is None else torch.cat((scale.to(cond), cond), dim=1)
 
-    @torch.no_grad()
-    def sample_single_scale(self, c_indices, scale, temp_x, steps, temperature=None, callback=None,
-                            top_k=None, cond=None, guide=None, generator=None, use_cache=True):
-        """x_{T-1} ~ p(· | T, cond); c_indices (pure noise x_T) is ignored, as in the original."""
-        if temp_x is not None:
-            raise ValueError("temp_x is not supported (the original dropped it too)")
-        prefix = scale.to(c_indices) if cond is None else torch.cat((scale.to(cond), cond), dim=1)
-        return sample_decoder_only(self.transformer, prefix, steps,
-                                   temperature=1.0 if temperature is None else temperature,
-                                   top_k=self.resolve_top_k(top_k), guide=guide, use_cache=use_cache,
-                                   generator=generator, callback=callback)
+    def run_sampler(self, condition, steps, **kwargs):
+        return sample_decoder_only(self.transformer, condition, steps, **kwargs)
