@@ -190,3 +190,19 @@ def test_released_config_instantiates_at_full_size(name, tiny_vqgan_ckpt, tiny_r
     model = instantiate_from_config(config.model)
     n_params = sum(p.numel() for p in model.transformer.parameters())
     assert n_params > 50e6
+
+
+@pytest.mark.parametrize("name, joint", [("ffhq/4_scales/ffhq-geometric-scale2.yaml", False),
+                                         ("ffhq/ffhq_4-scales_joint-training.yaml", True),
+                                         ("imagenet/4_scales/imagenet_geometric_scale4.yaml", False)])
+def test_log_images(name, joint, tiny_vqgan_ckpt, tiny_remap):
+    model = instantiate_from_config(base_config(tiny_vqgan_ckpt, tiny_remap, name).model).eval()
+    batch = next(iter(demo_loader(2)))
+    logs = model.log_images(batch, N=2)
+    for key in ("inputs", "reconstructions_t", "reconstructions_t+1", "samples_t"):
+        assert logs[key].shape == (2, 3, 16, 16), key
+        assert torch.isfinite(logs[key]).all(), key
+    assert torch.equal(logs["inputs"], batch["image"].permute(0, 3, 1, 2))
+    # x_0 -> x_T as one row of T + 1 pictures (plus padding)
+    assert logs["diffusion_row"].shape[0] == 1 and logs["diffusion_row"].shape[-1] == 5 * 18 + 2
+    assert ("denoise_row" in logs) == joint
