@@ -1,0 +1,165 @@
+"""The streamlit layer shared by both apps: config path, cached chain, schedule and class pickers, progress.
+
+Every control that can hold a bad value reports it with ``st.error`` next to the control and
+returns None; the app then disables its run button, so bad input never raises.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Optional, Sequence
+
+import streamlit as st
+import torch
+
+from imagebart.apps.controls import (
+    CONFIG_ENV, SCHEDULE_MODES, build_schedule, class_label_value, config_path_from, format_values,
+)
+from imagebart.apps.examples import validation_examples
+from imagebart.sampling.chain import ImageBARTChain
+
+CONFIG_KEY = "sampling_config"  # session-state key of the config path (tests may set it)
+
+
+# the chain
+
+
+def config_path_input(script: str) -> Optional[str]:
+    """The sampling config: a sidebar field that starts with the command line's (or the env var's) path."""
+    if CONFIG_KEY not in st.session_state:
+        st.session_state[CONFIG_KEY] = config_path_from(sys.argv, script) or ""
+    path = st.sidebar.text_input("Sampling config", key=CONFIG_KEY,
+                                 help="YAML with checkpoints: and configs: (scale 1 first); paths relative to "
+                                      "the working directory")
+    return path.strip() or None
+
+
+def device_input() -> str:
+    options = ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
+    return st.sidebar.selectbox("Device", options, key="device")
+
+
+@st.cache_resource(show_spinner="Loading the ImageBART chain ...", max_entries=2)
+def _load_chain(path: str, device: str, mtime: float) -> ImageBARTChain:
+    del mtime  # part of the cache key only: an edited config is loaded again
+    return ImageBARTChain.from_sampling_config(path, device=device)
+
+
+@st.cache_resource(show_spinner="Loading the dataset examples ...", max_entries=2)
+def cached_examples(path: str, mtime: float):
+    del mtime
+    return validation_examples(path)
+
+
+def config_mtime(path: str) -> float:
+    return os.stat(path).st_mtime
+
+
+def chain_or_stop(path: Optional[str], device: str, script: str) -> ImageBARTChain:
+    """Load (once per path and device) or show why not and stop this run of the script."""
+    if not path:
+        st.error(f"No sampling config given. Run `streamlit run {script} <sampling config>`, set "
+                 f"`{CONFIG_ENV}`, or enter its path in the sidebar.")
+        st.stop()
+    if not os.path.isfile(path):
+        st.error(f"Sampling config not found: `{path}` (working directory `{os.getcwd()}`).")
+        st.stop()
+    try:
+        return _load_chain(path, device, config_mtime(path))
+    except Exception as err:  # the page is the only place to tell the user; keep the app alive
+        st.error(f"Cannot load the chain from `{path}`: {err}")
+        st.stop()
+
+
+def chain_summary(chain: ImageBARTChain) -> str:
+    h, w = chain.latent_shape
+    side = chain.first_stage.encoder.resolution
+    kind = f"class-conditional ({chain.n_classes} classes)" if chain.is_conditional else "unconditional"
+    return (f"{chain.n_scales} scales, {kind}, {side}x{side} images, {h}x{w} = {h * w} tokens, "
+            f"K = {chain.num_codes} codes, on {chain.device}")
+
+
+# schedules
+
+
+def schedule_input(container, name: str, key: str, n_scales: int, integer: bool, defaults: Sequence,
+                   linear_end, check: Callable[[list], list]) -> Optional[list]:
+    """Radio (per scale / constant / linear) plus its fields; the checked list, or None after st.error."""
+    mode = container.radio(f"{name} schedule", SCHEDULE_MODES, key=f"{key}_mode", horizontal=True)
+    fields = {}
+    if mode == "per scale":
+        fields["text"] = container.text_input(
+            f"{name}, {n_scales} comma-separated values in sampling order (scale {n_scales} first)",
+            value=format_values(defaults), key=f"{key}_text")
+    elif mode == "constant":
+        fields["constant"] = _number(container, name, defaults[0], integer, f"{key}_constant")
+    else:
+        fields["start"] = _number(container, f"{name} at scale {n_scales} (first)", defaults[0], integer,
+                                  f"{key}_start")
+        fields["end"] = _number(container, f"{name} at scale 1 (last)", linear_end, integer, f"{key}_end")
+    try:
+        values = check(build_schedule(mode, n_scales, integer, name, **fields))
+    except ValueError as err:
+        container.error(str(err))
+        return None
+    container.caption(f"{name} per scale (t={n_scales}..1): {format_values(values)}")
+    return values
+
+
+def _number(container, label: str, value, integer: bool, key: str):
+    if integer:
+        return container.number_input(label, value=int(value), step=1, key=key)
+    return container.number_input(label, value=float(value), step=0.05, format="%.3f", key=key)
+
+
+def top_k_input(container, chain: ImageBARTChain) -> Optional[list]:
+    """Top-k per scale; starts from each scale's config value (capped at K), as the CLI does."""
+    defaults = chain.top_k_schedule(None)
+    return schedule_input(container, "top-k", "top_k", chain.n_scales, True, defaults,
+                          max(1, chain.num_codes // 4), chain.top_k_schedule)
+
+
+def temperature_input(container, chain: ImageBARTChain) -> Optional[list]:
+    return schedule_input(container, "temperature", "temperature", chain.n_scales, False,
+                          [1.0] * chain.n_scales, 0.1, chain.temperature_schedule)
+
+
+def class_label_input(container, chain: ImageBARTChain, names: Optional[Sequence[str]] = None):
+    """None for unconditional chains; else an int label or "random" (one draw per image)."""
+    if not chain.is_conditional:
+        return None
+    mode = container.radio("Class", ["label", "random"], key="class_mode", horizontal=True,
+                           help="one label for the whole batch, or a random label per image")
+    if mode == "random":
+        return class_label_value("random")
+    label = container.selectbox("Class label", list(range(chain.n_classes)), key="class_label",
+                                format_func=lambda i: f"{i}: {names[i]}" if names else str(i))
+    return class_label_value("label", label)
+
+
+# progress
+
+
+class ProgressBar:
+    """``progress(t, step, steps)`` for the chain, drawn as one bar over all runs and scales."""
+
+    def __init__(self, n_runs: int, n_scales: int, container=st, what: str = "run"):
+        self.n_runs, self.n_scales, self.what = n_runs, n_scales, what
+        self.run = 0
+        self.bar = container.progress(0.0, text="starting ...")
+
+    def start_run(self, run: int) -> None:
+        self.run = run
+
+    def __call__(self, t: int, step: int, steps: int) -> None:
+        every = max(1, steps // 16)  # redraw about 16 times per scale, not once per token
+        if step != steps and step % every:
+            return
+        done = self.run * self.n_scales + (self.n_scales - t) + step / max(1, steps)
+        text = (f"{self.what} {self.run + 1}/{self.n_runs}, scale t={t} ({self.n_scales - t + 1} of "
+                f"{self.n_scales}): token {step}/{steps}")
+        self.bar.progress(min(1.0, done / (self.n_runs * self.n_scales)), text=text)
+
+    def finish(self, seconds: float) -> None:
+        self.bar.progress(1.0, text=f"done in {seconds:.1f} s")

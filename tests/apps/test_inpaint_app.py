@@ -1,0 +1,156 @@
+"""scripts/inpaint_imagebart.py under streamlit's AppTest on a tiny chain (config via the env var)."""
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sampling"))  # the shared tiny chain writer
+from tiny_chain import IMAGE_SIZE, write_chain  # noqa: E402
+
+from imagebart.apps.controls import CONFIG_ENV  # noqa: E402
+from imagebart.apps.examples import example_image, validation_examples  # noqa: E402
+
+AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "inpaint_imagebart.py"
+TIMEOUT = 60
+CENTRE = "inpaint a centre window"
+needs_uploads = pytest.mark.skipif(not hasattr(AppTest, "file_uploader"),
+                                   reason="this streamlit's AppTest cannot drive st.file_uploader (older releases); "
+                                          "the upload checks are covered by test_app_helpers.py")
+UPLOAD_MASK = "upload a mask"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def demo_yaml(tmp_path_factory):
+    """The tiny chain, with DemoScenes as scale 1's validation data (as the demo chain's config has)."""
+    sampling = write_chain(tmp_path_factory.mktemp("inpaint_app_chain"))
+    scale1 = sampling.parent / "scale1.yaml"
+    config = OmegaConf.load(scale1)
+    config.data = {"target": "main.DataModuleFromConfig", "params": {"validation": {
+        "target": "imagebart.data.demo.DemoScenes",
+        "params": {"split": "validation", "size": IMAGE_SIZE, "length": 8}}}}
+    OmegaConf.save(config, scale1)
+    return sampling
+
+
+@pytest.fixture(scope="module")
+def bare_yaml(tmp_path_factory):
+    """The tiny chain without a data section: uploads only."""
+    return write_chain(tmp_path_factory.mktemp("inpaint_app_bare"))
+
+
+def app(monkeypatch, config) -> AppTest:
+    monkeypatch.setenv(CONFIG_ENV, str(config))
+    return AppTest.from_file(str(SCRIPT), default_timeout=TIMEOUT).run()
+
+
+def errors(at) -> list:
+    return [e.value for e in at.error]
+
+
+def png(array, mode=None) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_demo_example_with_preset_mask_produces_samples(monkeypatch, demo_yaml):
+    at = app(monkeypatch, demo_yaml)
+    assert not at.exception and not errors(at)
+    assert at.radio(key="image_source").options == ["dataset example", "upload an image"]
+    assert [at.number_input(key=f"chain_length_{t}").value for t in (3, 2, 1)] == [3, 3, 3]  # geometric
+    at.number_input(key="example_index").set_value(3)
+    at.selectbox(key="mask_preset").set_value(CENTRE).run()
+    assert at.slider(key="window").value == IMAGE_SIZE // 4  # the original's default, one token here
+    at.slider(key="window").set_value(IMAGE_SIZE // 2)
+    at.number_input(key="batch_size").set_value(2)
+    at.number_input(key="chain_length_3").set_value(1)
+    at.number_input(key="chain_length_2").set_value(2)
+    at.number_input(key="chain_length_1").set_value(1)
+    at.run()
+    assert not at.exception and not errors(at)
+    assert any("4 of 16 tokens are generated" in c.value for c in at.caption)  # half-side window: 2x2 tokens
+    at.button(key="sample").click().run()
+    assert not at.exception and not errors(at)
+    rows = at.session_state["inpaint_result"]["rows"]
+    assert len(rows) == 1 and rows[0].shape == (2 + 2, 3, IMAGE_SIZE, IMAGE_SIZE)  # original, masked, 2 samples
+    expected = example_image(validation_examples(demo_yaml), 3, IMAGE_SIZE)[0]
+    assert torch.equal(rows[0][0], expected)
+    assert at.download_button(key="download_grid") is not None
+    assert any("original | masked input | 2 samples" in c for image in at.image for c in image.captions)
+
+
+@needs_uploads
+def test_non_image_upload_shows_an_error(monkeypatch, demo_yaml):
+    at = app(monkeypatch, demo_yaml)
+    at.radio(key="image_source").set_value("upload an image").run()
+    assert not at.exception and at.button(key="sample").disabled  # nothing uploaded yet
+    at.file_uploader(key="image_upload").set_value(("notes.png", b"definitely not a picture", "image/png")).run()
+    assert not at.exception
+    assert any("not an image" in e for e in errors(at)), errors(at)
+    assert at.button(key="sample").disabled
+
+
+@needs_uploads
+def test_rgba_odd_size_upload_warns_and_edits(monkeypatch, bare_yaml):
+    at = app(monkeypatch, bare_yaml)
+    assert at.radio(key="image_source").options == ["upload an image"]  # no dataset in this config
+    assert any("No dataset examples" in i.value for i in at.info)
+    rgba = np.random.default_rng(0).integers(0, 256, (23, 37, 4), dtype=np.uint8)
+    at.file_uploader(key="image_upload").set_value(("odd.png", png(rgba, "RGBA"), "image/png")).run()
+    assert not at.exception and not errors(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert "alpha channel" in warnings and "not square" in warnings
+    at.number_input(key="batch_size").set_value(1)
+    for t in (1, 2, 3):
+        at.number_input(key=f"chain_length_{t}").set_value(1)
+    at.button(key="sample").click().run()
+    assert not at.exception and not errors(at)
+    assert at.session_state["inpaint_result"]["rows"][0].shape == (3, 3, IMAGE_SIZE, IMAGE_SIZE)
+
+
+@needs_uploads
+def test_mask_uploads(monkeypatch, demo_yaml):
+    at = app(monkeypatch, demo_yaml)
+    at.selectbox(key="mask_preset").set_value(UPLOAD_MASK).run()
+    assert not at.exception and at.button(key="sample").disabled
+    # all white: keeps every token, nothing to edit
+    at.file_uploader(key="mask_upload").set_value(("white.png", png(np.full((40, 40), 255, np.uint8)),
+                                                   "image/png")).run()
+    assert not at.exception and any("nothing to edit" in w.value for w in at.warning)
+    assert at.button(key="sample").disabled
+    # not an image
+    at.file_uploader(key="mask_upload").set_value(("mask.png", b"\x00\x01garbage", "image/png")).run()
+    assert not at.exception and any("not an image" in e for e in errors(at))
+    assert at.button(key="sample").disabled
+    # all black: plain sampling, allowed with a note
+    at.file_uploader(key="mask_upload").set_value(("black.png", png(np.zeros((8, 8), np.uint8)),
+                                                   "image/png")).run()
+    assert not at.exception and not errors(at) and any("plain sampling" in i.value for i in at.info)
+    assert not at.button(key="sample").disabled
+
+
+@needs_uploads
+def test_class_guided_editing_on_a_conditional_chain(monkeypatch, tmp_path):
+    at = app(monkeypatch, write_chain(tmp_path / "cond", conditional=True))
+    rgb = np.random.default_rng(2).integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    at.file_uploader(key="image_upload").set_value(("rgb.png", png(rgb), "image/png")).run()
+    at.selectbox(key="class_label").set_value(6)
+    at.number_input(key="batch_size").set_value(2)
+    at.button(key="sample").click().run()
+    assert not at.exception and not errors(at)
+    assert at.session_state["inpaint_result"]["labels"] == [6, 6]
