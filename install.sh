@@ -6,7 +6,7 @@
 #   3. this package in editable mode with the test extras.
 set -euo pipefail
 cd "$(dirname "$0")"
-PYTHON=${PYTHON:-python3}
+PYTHON=${PYTHON:-python}
 "$PYTHON" -m pip install --quiet "torch==2.13.0"
 "$PYTHON" -m pip install --quiet --no-deps "taming-transformers-rom1504==0.0.6"
 "$PYTHON" -m pip install --quiet -e ".[test]"
