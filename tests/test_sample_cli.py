@@ -20,14 +20,6 @@ from imagebart.sampling.chain import ImageBARTChain  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def sampling_yaml(tmp_path_factory):
     return write_chain(tmp_path_factory.mktemp("cli_chain"))

@@ -26,14 +26,6 @@ needs_uploads = pytest.mark.skipif(not hasattr(AppTest, "file_uploader"),
 UPLOAD_MASK = "upload a mask"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def demo_yaml(tmp_path_factory):
     """The tiny chain, with DemoScenes as scale 1's validation data (as the demo chain's config has)."""

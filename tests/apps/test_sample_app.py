@@ -18,15 +18,6 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "sample_imagebart.py"
 TIMEOUT = 60  # seconds per script run (the first one loads the chain)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster, and far faster on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def sampling_yaml(tmp_path_factory):
     return write_chain(tmp_path_factory.mktemp("app_chain"))

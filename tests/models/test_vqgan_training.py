@@ -7,7 +7,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from imagebart.checkpoint_io import load_checkpoint
 from imagebart.models.vqgan import VQGANWrapper
-from imagebart.models.vqgan_training import VQModel
 from imagebart.util import instantiate_from_config
 
 DD = dict(double_z=False, z_channels=8, resolution=16, in_channels=3, out_ch=3, ch=32,

@@ -11,15 +11,6 @@ KINDS = [("plain", 2), ("residual", 2), ("residual", 1), ("gpt", T)]
 COLD = 1e-6  # temperature low enough that sampling must pick the argmax
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest (and steadiest on a loaded CI box) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def remap(tmp_path_factory):
     return write_remap(tmp_path_factory.mktemp("remap"))

@@ -14,14 +14,6 @@ from imagebart.sampling.config import load_sampling_config
 COLD = 1e-6  # temperature at which a scale samples its argmax
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def chain_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("chain")

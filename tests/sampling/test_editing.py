@@ -14,15 +14,6 @@ B = 2
 BETAS = {t: 1.0 / (T - t + 1) for t in range(1, T + 1)}  # geometric: beta_t = 1/(T-t+1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster, and far faster on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     return ImageBARTChain.from_sampling_config(write_chain(tmp_path_factory.mktemp("chain")), device="cpu")
