@@ -182,11 +182,12 @@ def test_checkpoint_that_does_not_fit_is_named(tmp_path, tiny_vqgan_ckpt, tiny_r
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", RELEASED)
-def test_released_config_instantiates_at_full_size(name, tiny_vqgan_ckpt, tiny_remap):
-    """The real widths and depths (random weights); only the first stage is the tiny one."""
+def test_released_config_instantiates_at_full_size(name, reference_dir):
+    """The real widths, depths and first stage (random weights; the release's remap lists)."""
     config = OmegaConf.load(REPO / "configs" / name)
     fs = config.model.params.first_stage_config.params
-    fs.ckpt_path, fs.remap = None, None
+    fs.ckpt_path = None
+    fs.remap = str(reference_dir / "data" / "vqgan_indices" / Path(fs.remap).name)
     model = instantiate_from_config(config.model)
     n_params = sum(p.numel() for p in model.transformer.parameters())
     assert n_params > 50e6
