@@ -29,6 +29,7 @@ import torch
 from imagebart.config import ConfigError
 from imagebart.data.base import load_image, preprocess_image
 from imagebart.images import save_grid, save_image
+from imagebart.sampling.batch import parse_class_label, parse_per_scale, resolve_device
 from imagebart.sampling.chain import ImageBARTChain
 from imagebart.sampling.editing import edit
 from imagebart.sampling.masks import grey_out, parse_mask
@@ -41,24 +42,6 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".g
 # argument parsing
 
 
-def per_scale_list(cast):
-    """argparse type: one value or comma-separated values (sampling order)."""
-    def parse(text: str):
-        parts = [p.strip() for p in text.split(",") if p.strip()]
-        if not parts:
-            raise argparse.ArgumentTypeError(f"expected a value or comma-separated values, got {text!r}")
-        try:
-            values = [cast(p) for p in parts]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {cast.__name__} values, got {text!r}") from None
-        return values[0] if len(values) == 1 else values
-    return parse
-
-
-def class_label(text: str):
-    return text if text == "random" else int(text)
-
-
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -67,13 +50,13 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mask", default="upper_half", help="preset spec or mask image file (default: upper_half)")
     parser.add_argument("-n", "--n_samples", type=int, default=4, help="samples per image")
     parser.add_argument("--batch_size", type=int, default=None, help="samples per forward pass (default: n)")
-    parser.add_argument("--top_k", type=per_scale_list(int), default=None,
+    parser.add_argument("--top_k", default=None,
                         help="top-k, one value or one per scale (default: each config's top_k)")
-    parser.add_argument("--temperature", type=per_scale_list(float), default=1.0,
+    parser.add_argument("--temperature", default="1.0",
                         help="temperature, one value or one per scale")
-    parser.add_argument("--chain_length", type=per_scale_list(int), default=1,
+    parser.add_argument("--chain_length", default="1",
                         help="passes per scale, one value or one per scale (re-noising between passes)")
-    parser.add_argument("--class_label", type=class_label, default=None,
+    parser.add_argument("--class_label", default=None,
                         help="target class for class-conditional chains (an int or 'random')")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--outdir", type=Path, default=Path("outputs/inpaint"))
@@ -110,8 +93,13 @@ def run(args) -> list:
     batch_size = args.batch_size or args.n_samples
     if batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {batch_size}")
+    top_k = parse_per_scale(args.top_k, "--top_k", int)
+    temperature = parse_per_scale(args.temperature, "--temperature", float)
+    chain_length = parse_per_scale(args.chain_length, "--chain_length", int)
+    class_label = parse_class_label(args.class_label)
     paths = list_images(args.image)
-    chain = ImageBARTChain.from_sampling_config(args.config, device=args.device, ema=not args.no_ema)
+    chain = ImageBARTChain.from_sampling_config(args.config, device=resolve_device(args.device),
+                                                ema=not args.no_ema)
     size = chain.first_stage.encoder.resolution
     mask = parse_mask(args.mask, (size, size))  # (H, W), 1 = keep
     torch.manual_seed(args.seed)  # the first stage draws unknown remapped codes from the global RNG
@@ -127,9 +115,8 @@ def run(args) -> list:
         start = time.time()
         for first in range(0, args.n_samples, batch_size):
             b = min(batch_size, args.n_samples - first)
-            result = edit(chain, original.expand(b, -1, -1, -1), mask, top_k=args.top_k,
-                          temperature=args.temperature, chain_length=args.chain_length,
-                          class_label=args.class_label, generator=generator)
+            result = edit(chain, original.expand(b, -1, -1, -1), mask, top_k=top_k, temperature=temperature,
+                          chain_length=chain_length, class_label=class_label, generator=generator)
             samples.append(result.images.cpu())
         samples = torch.cat(samples)  # (n, 3, H, W)
         logger.info("%s: %d samples in %.1f s", path.name, args.n_samples, time.time() - start)
@@ -141,9 +128,8 @@ def run(args) -> list:
             save_image(sample, outdir / f"sample_{i:03d}.png")
         row = torch.cat((original, masked, samples))  # (n+2, 3, H, W)
         save_grid(row, outdir / "grid.png", nrow=row.shape[0])
-        settings = {"image": str(path), "mask": args.mask, "n_samples": args.n_samples, "top_k": args.top_k,
-                    "temperature": args.temperature, "chain_length": args.chain_length,
-                    "class_label": args.class_label, "seed": args.seed, "config": str(args.config),
+        settings = {"image": str(path), "mask": args.mask, "n_samples": args.n_samples, "top_k": top_k,
+                    "temperature": temperature, "chain_length": chain_length, "class_label": class_label, "seed": args.seed, "config": str(args.config),
                     "chain": chain.describe()}
         (outdir / "settings.json").write_text(json.dumps(settings, indent=2))
         outdirs.append(outdir)
