@@ -9,7 +9,8 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from conftest import TINY_DDCONFIG, TINY_EMBED_DIM, TINY_N_EMBED
+from conftest import tiny_first_stage_overrides
+from imagebart.config import merge_configs
 from imagebart.data.demo import DemoScenes
 from imagebart.util import instantiate_from_config
 
@@ -27,23 +28,29 @@ def tiny_remap(tmp_path_factory):
     return path
 
 
-def shrink(config, vqgan_ckpt, remap):
-    """The released model with tiny widths, depths and first stage; its own structure kept."""
+def shrink_overrides(config, vqgan_ckpt, remap) -> list[str]:
+    """Command-line overrides that make a released model tiny (its structure kept): tiny first
+    stage and remap, widths 32, depth 1, sequence lengths for 16 tokens."""
     params = config.model.params
-    fs = params.first_stage_config.params
-    fs.ckpt_path, fs.remap, fs.embed_dim, fs.n_embed = str(vqgan_ckpt), str(remap), TINY_EMBED_DIM, TINY_N_EMBED
-    fs.ddconfig = dict(TINY_DDCONFIG)
     n_cond = 1 if "conditioner_config" in params else 0
-    t = params.transformer_config.params
     if "GPT" in params.transformer_config.target:
-        t.update(n_layer=1, n_embd=32, n_head=2, block_size=L + n_cond, vocab_size=K)
+        network = dict(n_layer=1, n_embd=32, n_head=2, block_size=L + n_cond, vocab_size=K)
     else:
-        t.update(dec_num_tokens=K, dim=32, enc_depth=1, dec_depth=1, enc_heads=2, dec_heads=2, enc_attn_dim_head=16,
-                 dec_attn_dim_head=16, enc_max_seq_len=1 + n_cond + L, dec_max_seq_len=L)
-        if "xt_size" in t:
-            t.xt_size = L
-    params.top_k = K
-    return config
+        network = dict(dec_num_tokens=K, dim=32, enc_depth=1, dec_depth=1, enc_heads=2, dec_heads=2,
+                       enc_attn_dim_head=16, dec_attn_dim_head=16, enc_max_seq_len=1 + n_cond + L, dec_max_seq_len=L)
+        if "xt_size" in params.transformer_config.params:
+            network["xt_size"] = L
+    return [
+        *tiny_first_stage_overrides(vqgan_ckpt),
+        f"model.params.first_stage_config.params.remap={remap}",
+        *(f"model.params.transformer_config.params.{k}={v}" for k, v in network.items()),
+        f"model.params.top_k={K}",
+    ]
+
+
+def shrink(config_path, vqgan_ckpt, remap):
+    """The released config loaded the way main.py does, with the shrinking overrides."""
+    return merge_configs([config_path], shrink_overrides(OmegaConf.load(config_path), vqgan_ckpt, remap))
 
 
 def tiny_trainer(**kwargs):
@@ -57,7 +64,7 @@ def demo_loader(n=4):
 
 @pytest.mark.parametrize("name", RELEASED)
 def test_released_config_trains_a_step_when_shrunk(name, tiny_vqgan_ckpt, tiny_remap):
-    config = shrink(OmegaConf.load(REPO / "configs" / name), tiny_vqgan_ckpt, tiny_remap)
+    config = shrink(REPO / "configs" / name, tiny_vqgan_ckpt, tiny_remap)
     model = instantiate_from_config(config.model)
     model.learning_rate = 1e-3
     assert model.num_codes == K
@@ -72,7 +79,7 @@ def test_released_config_trains_a_step_when_shrunk(name, tiny_vqgan_ckpt, tiny_r
 
 
 def test_validation_logs_raw_and_ema_losses_in_nats_and_bits(tiny_vqgan_ckpt, tiny_remap):
-    config = shrink(OmegaConf.load(REPO / "configs/ffhq/4_scales/ffhq-geometric-scale2.yaml"), tiny_vqgan_ckpt, tiny_remap)
+    config = shrink(REPO / "configs/ffhq/4_scales/ffhq-geometric-scale2.yaml", tiny_vqgan_ckpt, tiny_remap)
     model = instantiate_from_config(config.model)
     trainer = tiny_trainer()
     trainer.validate(model, demo_loader(2))
@@ -86,7 +93,7 @@ def test_validation_logs_raw_and_ema_losses_in_nats_and_bits(tiny_vqgan_ckpt, ti
 
 
 def test_joint_training_draws_a_scale_per_batch(tiny_vqgan_ckpt, tiny_remap):
-    config = shrink(OmegaConf.load(REPO / "configs/ffhq/ffhq_4-scales_joint-training.yaml"), tiny_vqgan_ckpt, tiny_remap)
+    config = shrink(REPO / "configs/ffhq/ffhq_4-scales_joint-training.yaml", tiny_vqgan_ckpt, tiny_remap)
     model = instantiate_from_config(config.model)
     assert model.single_scale is None
     torch.manual_seed(0)
@@ -96,7 +103,7 @@ def test_joint_training_draws_a_scale_per_batch(tiny_vqgan_ckpt, tiny_remap):
 
 
 def test_optimizer_decays_linear_weights_only(tiny_vqgan_ckpt, tiny_remap):
-    config = shrink(OmegaConf.load(REPO / "configs/ffhq/4_scales/ffhq-geometric-scale1.yaml"), tiny_vqgan_ckpt, tiny_remap)
+    config = shrink(REPO / "configs/ffhq/4_scales/ffhq-geometric-scale1.yaml", tiny_vqgan_ckpt, tiny_remap)
     model = instantiate_from_config(config.model)
     model.learning_rate = 0.5
     [optimizer], [scheduler] = model.configure_optimizers()
@@ -111,7 +118,7 @@ def test_optimizer_decays_linear_weights_only(tiny_vqgan_ckpt, tiny_remap):
 
 
 def base_config(tiny_vqgan_ckpt, tiny_remap, name="ffhq/4_scales/ffhq-geometric-scale2.yaml"):
-    return shrink(OmegaConf.load(REPO / "configs" / name), tiny_vqgan_ckpt, tiny_remap)
+    return shrink(REPO / "configs" / name, tiny_vqgan_ckpt, tiny_remap)
 
 
 @pytest.mark.parametrize(
