@@ -61,8 +61,9 @@ def load_used_indices(path: str | Path, n_embed: int) -> torch.Tensor:
     if not path.is_file():
         raise FileNotFoundError(
             f"remap file {str(path)!r} (config key first_stage_config.params.remap) does not exist; "
-            "paths are relative to the working directory. Create one with scripts/compute_remap.py "
-            "or set remap: null"
+            "paths are relative to the working directory. The official VQGANs' lists are the original "
+            "release's data/vqgan_indices/*.npy (see README, 'Official pretrained models'); for your own "
+            "VQGAN create one with scripts/compute_remap.py, or set remap: null"
         )
     used = np.load(path)
     if used.ndim != 1 or not np.issubdtype(used.dtype, np.integer):
