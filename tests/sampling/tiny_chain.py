@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from conftest import TINY_DDCONFIG, TINY_EMBED_DIM
 from imagebart.util import instantiate_from_config
 
 T = 3  # n_scales
@@ -39,11 +40,9 @@ def first_stage_config(remap) -> dict:
             "ckpt_path": None,
             "remap": str(remap),
             "sane_index_shape": True,
-            "embed_dim": 8,
+            "embed_dim": TINY_EMBED_DIM,
             "n_embed": N_EMBED,
-            "ddconfig": {"double_z": False, "z_channels": 8, "resolution": IMAGE_SIZE, "in_channels": 3,
-                         "out_ch": 3, "ch": 32, "ch_mult": [1, 1, 2], "num_res_blocks": 1,
-                         "attn_resolutions": [], "dropout": 0.0},
+            "ddconfig": dict(TINY_DDCONFIG),  # the training tests' tiny VQGAN: 16x16 -> 4x4
             "lossconfig": {"target": "taming.modules.losses.vqperceptual.DummyLoss"},
         },
     }
