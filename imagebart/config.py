@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 TRAINING_SECTIONS = ("model", "data", "lightning")
@@ -83,10 +83,3 @@ def check_training_config(config: DictConfig, sources: Sequence[str | Path] = ()
         raise ConfigError(
             f"unknown key(s) under 'lightning': {unknown}{where}; expected {list(LIGHTNING_SECTIONS)}"
         )
-
-
-def to_container(config) -> dict | list:
-    """A plain resolved dict/list (for hyper-parameters and JSON)."""
-    if isinstance(config, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(config, resolve=True)
-    return config

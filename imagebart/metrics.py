@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from imagebart.diffusion.losses import bits_per_token
+
 
 @dataclass
 class ElboReport:
@@ -31,7 +33,7 @@ class ElboReport:
 
     @property
     def bits_per_token(self) -> float:
-        return self.nats_per_token / math.log(2)
+        return bits_per_token(self.nats_per_token)
 
     @property
     def bits_per_dim(self) -> float:
@@ -41,8 +43,8 @@ class ElboReport:
         rows = ["| term | nats/token | bits/token |", "|---|---|---|"]
         for t in sorted(self.terms):
             name = "-log p(x0|x1)" if t == 1 else f"KL scale {t}"
-            rows.append(f"| {name} | {self.terms[t]:.4f} | {self.terms[t] / math.log(2):.4f} |")
-        rows.append(f"| prior KL(q(x_T|x0) ‖ U) | {self.prior:.4f} | {self.prior / math.log(2):.4f} |")
+            rows.append(f"| {name} | {self.terms[t]:.4f} | {bits_per_token(self.terms[t]):.4f} |")
+        rows.append(f"| prior KL(q(x_T|x0) ‖ U) | {self.prior:.4f} | {bits_per_token(self.prior):.4f} |")
         rows.append(f"| **-ELBO** | {self.nats_per_token:.4f} | {self.bits_per_token:.4f} |")
         rows.append(f"\nbits per image dimension: {self.bits_per_dim:.4f} "
                     f"({self.tokens_per_image} tokens over {self.pixels_per_image} x 3 pixel values)")

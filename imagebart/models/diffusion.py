@@ -12,7 +12,6 @@ Legend: B batch, L tokens per image (h·w), K codes, T n_scales.
 from __future__ import annotations
 
 import logging
-import math
 from contextlib import contextmanager
 from typing import Optional
 
@@ -22,7 +21,7 @@ from omegaconf import OmegaConf
 from torch.optim.lr_scheduler import LambdaLR
 
 from imagebart.checkpoint_io import load_state_dict
-from imagebart.diffusion.losses import denoising_loss
+from imagebart.diffusion.losses import bits_per_token, denoising_loss
 from imagebart.diffusion.multinomial import q_posterior, q_sample_chain
 from imagebart.diffusion.schedule import MultinomialSchedule
 from imagebart.images import make_grid
@@ -293,7 +292,7 @@ class DenoisingTransformer(pl.LightningModule):
         """Corrupt a batch, predict x_{t-1}; returns (logits, target, posterior, unit temperature)."""
         x = self.get_input(batch, self.first_stage_key)
         _, _, x_prev, x_t, scale, _, posterior = self.get_scales(self.get_h(x))
-        self._last_scale = scale[0, 0].item()
+        self._last_scale = scale[0, 0]  # a tensor: no host sync on the training hot path
         cond = self.get_conditioning(batch) if self.conditioner is not None else None
         logits, target = self.teacher_forced(x_prev, x_t, scale, cond)
         return logits, target, posterior, torch.ones(1, 1, 1, 1, device=x.device)
@@ -302,9 +301,9 @@ class DenoisingTransformer(pl.LightningModule):
         logits, target, posterior, _ = self.shared_step(batch, batch_idx)
         loss, log = self.compute_loss(logits, target, posterior, split="train")
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
-        self.log("train/bits_per_token", log["train/loss"] / math.log(2), on_step=True, on_epoch=False)
+        self.log("train/bits_per_token", bits_per_token(log["train/loss"]), on_step=True, on_epoch=False)
         if self.single_scale is None:
-            self.log("train/scale", float(self._last_scale), on_step=True, on_epoch=False)
+            self.log("train/scale", self._last_scale.float(), on_step=True, on_epoch=False)
         scalors = getattr(self.transformer, "log_scalors", None)
         if scalors is not None:
             for k, value in enumerate(scalors.detach()):
@@ -322,7 +321,7 @@ class DenoisingTransformer(pl.LightningModule):
         _, log = self.compute_loss(logits, target, posterior, split=split)
         for key, value in log.items():
             self.log(key, value, on_step=False, on_epoch=True, sync_dist=True)
-            self.log(f"{key}_bits", value / math.log(2), on_step=False, on_epoch=True, sync_dist=True)
+            self.log(f"{key}_bits", bits_per_token(value), on_step=False, on_epoch=True, sync_dist=True)
 
     # optimiser
 
