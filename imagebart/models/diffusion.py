@@ -156,6 +156,26 @@ class DenoisingTransformer(pl.LightningModule):
 
     def _check_fits(self) -> None:
         """Vocabulary and sequence-length mistakes, named before training starts."""
+        k = self.num_codes
+        n_cond = 1 if self.conditioner is not None else 0
+        n_classes = (getattr(self.conditioner, "n_classes", None) or 0) if self.conditioner is not None else 0
+        if self.output_vocabulary != k:
+            raise ValueError(f"transformer_config.params.{self.output_vocabulary_key}={self.output_vocabulary} must "
+                             f"equal the first stage's codebook size K={k} (the length of its remap list, or n_embed)")
+        if self.encoder_vocabulary < max(k, n_classes, self.n_scales + 1):
+            raise ValueError(f"transformer_config.params.{self.input_vocabulary_key}={self.encoder_vocabulary} must be "
+                             f">= max(K={k}, classes={n_classes}, n_scales+1={self.n_scales + 1}): scale, class "
+                             "and code tokens share the input vocabulary")
+        self._check_sequence_lengths(self.tokens_per_image, n_cond)
+
+    output_vocabulary_key = input_vocabulary_key = "?"  # config keys named in the errors
+
+    @property
+    def output_vocabulary(self) -> int:
+        """How many codes the network predicts (must be K)."""
+        raise NotImplementedError
+
+    def _check_sequence_lengths(self, length: int, n_cond: int) -> None:
         raise NotImplementedError
 
     @staticmethod
@@ -445,17 +465,14 @@ class DenoisingXTransformer(DenoisingTransformer):
             raise ValueError("regression: true (non-autoregressive decoding) is not supported")
         super().__init__(*args, **kwargs)
 
-    def _check_fits(self):
-        k, length = self.num_codes, self.tokens_per_image
-        n_cond = 1 if self.conditioner is not None else 0
+    output_vocabulary_key, input_vocabulary_key = "dec_num_tokens", "enc_num_tokens"
+
+    @property
+    def output_vocabulary(self) -> int:
+        return self.transformer.decoder.num_tokens
+
+    def _check_sequence_lengths(self, length: int, n_cond: int) -> None:
         encoder, decoder = self.transformer.encoder, self.transformer.decoder
-        n_classes = (getattr(self.conditioner, "n_classes", None) or 0) if self.conditioner is not None else 0
-        if decoder.num_tokens != k:
-            raise ValueError(f"transformer_config.params.dec_num_tokens={decoder.num_tokens} must equal the first "
-                             f"stage's codebook size K={k} (the length of its remap list, or n_embed)")
-        if encoder.num_tokens < max(k, n_classes, self.n_scales + 1):
-            raise ValueError(f"transformer_config.params.enc_num_tokens={encoder.num_tokens} must be >= "
-                             f"max(K={k}, classes={n_classes}, n_scales+1={self.n_scales + 1})")
         if encoder.max_seq_len < 1 + n_cond + length:
             raise ValueError(f"transformer_config.params.enc_max_seq_len={encoder.max_seq_len} cannot hold "
                              f"[t, cond x{n_cond}, x_t] = {1 + n_cond + length} tokens")
@@ -496,19 +513,16 @@ class DecoderOnlyDenoiser(DenoisingTransformer):
             raise ValueError(f"DecoderOnlyDenoiser ignores x_T, which needs beta_T = 1 (x_T pure noise); "
                              f"redraw_prob={self.redraw_prob!r} gives beta_T={float(self.temperature_range[-1]):.4f}")
 
-    def _check_fits(self):
-        k, length = self.num_codes, self.tokens_per_image
-        n_cond = 1 if self.conditioner is not None else 0
-        gpt = self.transformer
-        n_classes = (getattr(self.conditioner, "n_classes", None) or 0) if self.conditioner is not None else 0
-        if gpt.vocab_size != k:
-            raise ValueError(f"transformer_config.params.vocab_size={gpt.vocab_size} must equal the first stage's "
-                             f"codebook size K={k} (the length of its remap list, or n_embed)")
-        if self.encoder_vocabulary < max(k, n_classes, self.n_scales + 1):
-            raise ValueError(f"the GPT reads {self.encoder_vocabulary} token ids (input_vocab_size or vocab_size), "
-                             f"fewer than max(K={k}, classes={n_classes}, n_scales+1={self.n_scales + 1})")
-        if gpt.block_size < 1 + n_cond + length - 1:
-            raise ValueError(f"transformer_config.params.block_size={gpt.block_size} cannot hold "
+    output_vocabulary_key, input_vocabulary_key = "vocab_size", "input_vocab_size (or vocab_size)"
+
+    @property
+    def output_vocabulary(self) -> int:
+        return self.transformer.vocab_size
+
+    def _check_sequence_lengths(self, length: int, n_cond: int) -> None:
+        block_size = self.transformer.block_size
+        if block_size < n_cond + length:
+            raise ValueError(f"transformer_config.params.block_size={block_size} cannot hold "
                              f"[T, cond x{n_cond}, x_(T-1)[:-1]] = {n_cond + length} tokens")
 
     def forward(self, z_indices, c_indices, temp=1.0):

@@ -214,3 +214,10 @@ def test_log_images(name, joint, tiny_vqgan_ckpt, tiny_remap):
     # x_0 -> x_T as one row of T + 1 pictures (plus padding)
     assert logs["diffusion_row"].shape[0] == 1 and logs["diffusion_row"].shape[-1] == 5 * 18 + 2
     assert ("denoise_row" in logs) == joint
+
+
+def test_gpt_input_vocabulary_must_hold_the_class_tokens(tiny_vqgan_ckpt, tiny_remap):
+    config = base_config(tiny_vqgan_ckpt, tiny_remap, "imagenet/4_scales/imagenet_geometric_scale4.yaml")
+    config.model.params.transformer_config.params.input_vocab_size = 10
+    with pytest.raises(ValueError, match=r"input_vocab_size \(or vocab_size\)=10 must be >="):
+        instantiate_from_config(config.model)
