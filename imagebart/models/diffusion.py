@@ -152,7 +152,7 @@ class DenoisingTransformer(pl.LightningModule):
         encoder = getattr(self.transformer, "encoder", None)
         if encoder is not None:
             return encoder.num_tokens
-        return getattr(self.transformer, "input_vocab_size", None) or self.transformer.vocab_size
+        return self.transformer.tok_emb.num_embeddings  # GPT: input_vocab_size, else vocab_size
 
     def _check_fits(self) -> None:
         """Vocabulary and sequence-length mistakes, named before training starts."""

@@ -221,3 +221,12 @@ def test_gpt_input_vocabulary_must_hold_the_class_tokens(tiny_vqgan_ckpt, tiny_r
     config.model.params.transformer_config.params.input_vocab_size = 10
     with pytest.raises(ValueError, match=r"input_vocab_size \(or vocab_size\)=10 must be >="):
         instantiate_from_config(config.model)
+
+
+def test_gpt_accepts_class_tokens_beyond_the_codebook(tiny_vqgan_ckpt, tiny_remap):
+    # ImageNet's last scale predicts K codes but reads 1000 ids: class 990 is a valid token
+    model = instantiate_from_config(base_config(tiny_vqgan_ckpt, tiny_remap,
+                                                "imagenet/4_scales/imagenet_geometric_scale4.yaml").model)
+    assert model.encoder_vocabulary == 1000 and model.output_vocabulary == K
+    cond = model.get_conditioning({"class_label": torch.tensor([990])})
+    assert cond.tolist() == [[990]]
