@@ -59,7 +59,7 @@ class DenoisingTransformer(pl.LightningModule):
                  soft_only: bool = False, redraw_prob=None, use_ema: bool = False,
                  conditioner_config=None, conditioner_key: Optional[str] = None,
                  single_scale: Optional[int] = None, use_past_for_sampling: bool = True,
-                 schedule_curves=None):
+                 schedule_curves=None, first_stage_model=None):
         super().__init__()
         if not isinstance(n_scales, int) or n_scales < 1:
             raise ValueError(f"n_scales must be a positive integer, got {n_scales!r}")
@@ -91,8 +91,10 @@ class DenoisingTransformer(pl.LightningModule):
         self.learning_rate = 1e-4  # main.py sets the scaled rate
         self.register_buffer("sos_token", torch.tensor([sos_token]))
 
-        self.first_stage_model = instantiate_from_config(first_stage_config)
-        self.first_stage_model.freeze()
+        # first_stage_model: an already built VQGAN to share (a chain builds one for all scales)
+        if first_stage_model is None:
+            first_stage_model = instantiate_from_config(first_stage_config)
+        self.first_stage_model = first_stage_model.freeze()
         self.first_stage_has_weights = bool(first_stage_config.get("params", {}).get("ckpt_path"))
         ddconfig = first_stage_config["params"]["ddconfig"]
         side = ddconfig["resolution"] // 2 ** (len(ddconfig["ch_mult"]) - 1)

@@ -78,7 +78,7 @@ def load_denoiser(config: Mapping[str, Any], ckpt_path: Union[str, Path], first_
     """Build the denoiser of a training ``config`` (with a ``model`` section) and load ``ckpt_path``.
 
     The one place where a scale is loaded for sampling. ``first_stage``: a VQGAN shared with the
-    other scales (the constructor's own is discarded unloaded). Without it, the first stage comes
+    other scales (passed to the constructor, so no second VQGAN is built). Without it, the first stage comes
     from the checkpoint's ``first_stage_model.*`` entries, else from
     ``first_stage_config.params.ckpt_path``. With ``ema`` and ``transformer_ema.*`` entries in the
     checkpoint, the EMA weights are copied into the transformer once and the shadows dropped.
@@ -100,11 +100,11 @@ def load_denoiser(config: Mapping[str, Any], ckpt_path: Union[str, Path], first_
     # official (2021-format) checkpoints: the 2021-compatible network, our parameter / EMA names
     transformer_config, state_dict = adapt_to_checkpoint(params["transformer_config"], state_dict, source)
     params["transformer_config"] = OmegaConf.to_container(OmegaConf.create(transformer_config), resolve=True)
-    model = instantiate_from_config(model_config)
-
     if first_stage is not None:
         _check_same_first_stage(first_stage, state_dict, source)
-        model.first_stage_model = first_stage
+    model = instantiate_from_config(model_config, first_stage_model=first_stage)  # shared, not rebuilt
+
+    if first_stage is not None:
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith("first_stage_model.")}
     if not use_ema:
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith("transformer_ema.")}
