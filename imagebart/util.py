@@ -9,7 +9,10 @@ packages they came from.
 from __future__ import annotations
 
 import importlib
+import numbers
 from typing import Any, Mapping
+
+import torch
 
 # helpers
 
@@ -20,6 +23,23 @@ def exists(x):
 
 def default(x, d):
     return x if exists(x) else d
+
+
+def is_integer(value) -> bool:
+    """A true integer (Python or numpy), not a bool: what counts, batch sizes and labels must be."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_positive_int(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``, else a ValueError naming ``name``."""
+    if not is_integer(value) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def default_device() -> torch.device:
+    """The device used when none is named: the first CUDA GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 # legacy config targets -> the class that does the same job here
@@ -43,6 +63,8 @@ LEGACY_TARGETS: dict[str, str] = {
     ),
     # taming's VQGAN training module (imports Lightning 1.x there)
     "taming.models.vqgan.VQModel": "imagebart.models.vqgan_training.VQModel",
+    # the original kept its class conditioner in imagebart/util.py
+    "imagebart.util.ClassProvider": "imagebart.modules.conditioners.ClassProvider",
 }
 
 
@@ -101,7 +123,3 @@ def instantiate_from_config(config: Mapping[str, Any] | None, **extra_params) ->
         if "argument" in str(err):
             raise TypeError(f"cannot build {config['target']!r} from its params: {err}") from err
         raise
-
-
-# re-exported config target of the original (`imagebart.util.ClassProvider`)
-from imagebart.modules.conditioners import ClassProvider  # noqa: E402,F401

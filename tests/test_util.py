@@ -2,10 +2,13 @@
 
 import importlib
 
+import numpy as np
 import pytest
 import torch
 
-from imagebart.util import LEGACY_TARGETS, ClassProvider, get_obj_from_str, instantiate_from_config
+from imagebart.modules.conditioners import ClassProvider
+from imagebart.util import (LEGACY_TARGETS, check_positive_int, get_obj_from_str, instantiate_from_config,
+                            is_integer)
 
 
 def test_instantiate_builds_target_with_params():
@@ -63,3 +66,23 @@ def test_class_provider():
     assert tokens.tolist() == [[3], [1]]
     with pytest.raises(KeyError, match="class_label"):
         ClassProvider()({"image": torch.zeros(1)})
+
+
+def test_original_class_provider_target_resolves_through_the_alias_table():
+    assert get_obj_from_str("imagebart.util.ClassProvider") is ClassProvider
+    provider = instantiate_from_config({"target": "imagebart.util.ClassProvider", "params": {"key": "label"}})
+    assert provider({"label": torch.tensor([2])}).tolist() == [[2]]
+
+
+@pytest.mark.parametrize("value, expected", [(3, True), (np.int64(3), True), (True, False), (3.0, False),
+                                             ("3", False), (None, False)])
+def test_is_integer(value, expected):
+    assert is_integer(value) is expected
+
+
+def test_check_positive_int_names_the_argument():
+    assert check_positive_int("n", 4) == 4
+    assert check_positive_int("offset", 0, minimum=0) == 0
+    for bad in (0, -1, 2.5, True, "2"):
+        with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+            check_positive_int("batch_size", bad)
