@@ -1,4 +1,5 @@
-"""Learning-rate schedules as multiplicative factors for ``torch.optim.lr_scheduler.LambdaLR``.
+"""Learning-rate schedules as multiplicative factors for ``torch.optim.lr_scheduler.LambdaLR``,
+and the denoisers' optimiser.
 
 The released configs build the optimizer with a base lr of 1.0 and let the factor below be the
 learning rate itself, so the numbers in ``scheduler_config`` are absolute learning rates.
@@ -8,6 +9,11 @@ from __future__ import annotations
 
 import logging
 import math
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from imagebart.util import instantiate_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -85,3 +91,25 @@ class LambdaWarmUpCosineScheduler:
 
     def __call__(self, n: int) -> float:
         return self.schedule(n)
+
+
+# the optimiser the denoisers use
+
+
+def adamw_with_schedule(network: torch.nn.Module, learning_rate: float, scheduler_config=None):
+    """AdamW (0.9, 0.95), weight decay 0.01 on Linear weights only, and an optional
+    ``{target, params}`` schedule whose output is the lr factor, stepped every optimizer step."""
+    decay, no_decay = [], []
+    for module in network.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if param.requires_grad:
+                is_linear_weight = name == "weight" and isinstance(module, torch.nn.Linear)
+                (decay if is_linear_weight else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.95))
+    if scheduler_config is None:
+        return optimizer
+    schedule = instantiate_from_config(scheduler_config)
+    # the released configs pick base_learning_rate so that the scaled lr is 1.0 at their batch size
+    scheduler = {"scheduler": LambdaLR(optimizer, lr_lambda=schedule.schedule), "interval": "step", "frequency": 1}
+    return [optimizer], [scheduler]

@@ -68,11 +68,11 @@ def scale_term(model, batches) -> tuple[float, int]:
     total, count = 0.0, 0
     with model.ema_scope():
         for batch_idx, batch in enumerate(batches):
-            logits, target, posterior, _ = model.shared_step(batch, batch_idx)
-            _, log = model.compute_loss(logits, target, posterior, split="eval")
+            _, log = model.shared_step(batch, batch_idx, split="eval")
             key = "eval/loss_hard" if model.single_scale == 1 else "eval/loss_soft"
-            total += float(log[key]) * target.shape[0]
-            count += target.shape[0]
+            size = len(batch[model.first_stage_key])
+            total += float(log[key]) * size
+            count += size
     if count == 0:
         raise ValueError("no validation examples to evaluate the ELBO on")
     return total / count, count

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from imagebart.data.demo import DemoScenes
-from imagebart.sampling.batch import main as sample_main
+from imagebart.cli.sample import main as sample_main
 from imagebart.sampling.chain import ImageBARTChain
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,12 +8,13 @@ distributions returned have one more trailing axis of size K (the codebook size)
     q(x_{t-1} | x_t, x_0) ∝ q(x_{t-1} | x_0) · q(x_t | x_{t-1}),  normalised over x_{t-1}
 
 ``t`` is an int (same step for the whole batch) or an int64 tensor of shape (B,) or (B, 1)
-(the original's ``scale``). Legend: B batch, L tokens, K codes, T steps.
+(the original's ``scale``). The schedule must live on the tokens' device (it is a module:
+move it with the model). Legend: B batch, L tokens, K codes, T steps.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -24,14 +25,14 @@ from imagebart.diffusion.schedule import MultinomialSchedule
 
 
 def q_sample_step(
-    x_prev: torch.Tensor, beta_t, num_classes: int, generator: Optional[torch.Generator] = None
+    x_prev: torch.Tensor, beta_t, num_codes: int, generator: Optional[torch.Generator] = None
 ) -> torch.Tensor:
     """x_t ~ q(x_t | x_{t-1}): each token is redrawn uniformly from K codes with probability β_t.
 
     The random draws are those of the original release (one ``randint`` over all tokens, then one
     ``bernoulli`` with float32 probabilities), so a seeded CPU run reproduces its chains.
     """
-    noise = torch.randint(0, num_classes, x_prev.shape, generator=generator, device=x_prev.device)
+    noise = torch.randint(0, num_codes, x_prev.shape, generator=generator, device=x_prev.device)
     p = torch.full(x_prev.shape, float(beta_t), dtype=torch.float32, device=x_prev.device)
     redraw = torch.bernoulli(p, generator=generator).bool()
     return torch.where(redraw, noise, x_prev)
@@ -40,7 +41,7 @@ def q_sample_step(
 def q_sample_chain(
     x0: torch.Tensor,
     schedule: MultinomialSchedule,
-    num_classes: int,
+    num_codes: int,
     t_max: Optional[int] = None,
     generator: Optional[torch.Generator] = None,
 ) -> torch.Tensor:
@@ -54,27 +55,27 @@ def q_sample_chain(
         raise ValueError(f"t_max must be in 0..{schedule.n_scales}, got {t_max}")
     chain = [x0]
     for t in range(1, t_max + 1):
-        chain.append(q_sample_step(chain[-1], schedule.betas[t], num_classes, generator=generator))
+        chain.append(q_sample_step(chain[-1], schedule.betas[t], num_codes, generator=generator))
     return torch.stack(chain)  # (t_max+1, B, ...)
 
 
 # distributions
 
 
-def q_step_probs(x_prev: torch.Tensor, t, schedule: MultinomialSchedule, num_classes: int) -> torch.Tensor:
+def q_step_probs(x_prev: torch.Tensor, t, schedule: MultinomialSchedule, num_codes: int) -> torch.Tensor:
     """q(x_t | x_{t-1}) for every value of x_t: (*x_prev.shape, K)."""
     t = _as_timesteps(t, x_prev, schedule, t_min=1)
-    return _keep_or_uniform(x_prev, schedule.alphas.to(x_prev.device)[t], num_classes)
+    return _keep_or_uniform(x_prev, schedule.alphas[t], num_codes)
 
 
-def q_probs(x0: torch.Tensor, t, schedule: MultinomialSchedule, num_classes: int) -> torch.Tensor:
+def q_probs(x0: torch.Tensor, t, schedule: MultinomialSchedule, num_codes: int) -> torch.Tensor:
     """q(x_t | x_0) in closed form for every value of x_t: (*x0.shape, K)."""
     t = _as_timesteps(t, x0, schedule, t_min=0)
-    return _keep_or_uniform(x0, schedule.alphas_cumprod.to(x0.device)[t], num_classes)
+    return _keep_or_uniform(x0, schedule.alphas_cumprod[t], num_codes)
 
 
 def q_posterior(
-    x0: torch.Tensor, x_t: torch.Tensor, t, schedule: MultinomialSchedule, num_classes: int
+    x0: torch.Tensor, x_t: torch.Tensor, t, schedule: MultinomialSchedule, num_codes: int
 ) -> torch.Tensor:
     """q(x_{t-1} | x_t, x_0) for every value of x_{t-1}, normalised: (*x0.shape, K), e.g. (B, L, K).
 
@@ -84,11 +85,9 @@ def q_posterior(
     if x0.shape != x_t.shape:
         raise ValueError(f"x0 and x_t must have the same shape, got {tuple(x0.shape)} and {tuple(x_t.shape)}")
     t = _as_timesteps(t, x0, schedule, t_min=1)
-    alphas = schedule.alphas.to(x0.device)
-    alphas_cumprod = schedule.alphas_cumprod.to(x0.device)
-    from_x0 = _keep_or_uniform(x0, alphas_cumprod[t - 1], num_classes)  # (B, L, K) q(x_{t-1} | x_0)
+    from_x0 = _keep_or_uniform(x0, schedule.alphas_cumprod[t - 1], num_codes)  # (B, L, K) q(x_{t-1} | x_0)
     # q(x_t | x_{t-1}) as a function of x_{t-1}: the same mixture around x_t (it is symmetric)
-    to_xt = _keep_or_uniform(x_t, alphas[t], num_classes)  # (B, L, K)
+    to_xt = _keep_or_uniform(x_t, schedule.alphas[t], num_codes)  # (B, L, K)
     posterior = from_x0 * to_xt  # (B, L, K)
     return posterior / posterior.sum(-1, keepdim=True)  # normaliser = q(x_t | x_0)
 
@@ -96,11 +95,11 @@ def q_posterior(
 # helpers
 
 
-def _keep_or_uniform(x: torch.Tensor, keep: torch.Tensor, num_classes: int) -> torch.Tensor:
+def _keep_or_uniform(x: torch.Tensor, keep: torch.Tensor, num_codes: int) -> torch.Tensor:
     """keep · onehot(x) + (1 - keep) / K, with keep of shape (B,) broadcast over the tokens."""
     keep = keep.reshape(-1, *([1] * x.ndim))  # (B, 1, ..., 1)
-    onehot = F.one_hot(x, num_classes)  # (B, L, K)
-    return keep * onehot + (1 - keep) / num_classes
+    onehot = F.one_hot(x, num_codes)  # (B, L, K)
+    return keep * onehot + (1 - keep) / num_codes
 
 
 def _as_timesteps(t, x: torch.Tensor, schedule: MultinomialSchedule, t_min: int) -> torch.Tensor:
@@ -118,3 +117,25 @@ def _as_timesteps(t, x: torch.Tensor, schedule: MultinomialSchedule, t_min: int)
     if t.numel() and (t.min() < t_min or t.max() > schedule.n_scales):
         raise ValueError(f"t must lie in {t_min}..{schedule.n_scales}, got {t.tolist()}")
     return t.long()
+
+
+# a training example
+
+
+class Corruption(NamedTuple):
+    """One training example of reverse step t, drawn from x_0."""
+
+    x_prev: torch.Tensor  # x_{t-1} (B, L), the target
+    x_t: torch.Tensor  # (B, L), the input
+    t: torch.Tensor  # (B,) int64, in 1..T
+    posterior: torch.Tensor  # q(x_{t-1} | x_t, x_0) (B, L, K), the soft target
+
+
+def corrupt(x0: torch.Tensor, t: torch.Tensor, schedule: MultinomialSchedule, num_codes: int,
+            generator: Optional[torch.Generator] = None) -> Corruption:
+    """Draw the whole chain x_0 -> x_T step by step (as the original did, whatever t is trained)
+    and take (x_{t-1}, x_t) and the posterior for each example's t (B,)."""
+    chain = q_sample_chain(x0, schedule, num_codes, generator=generator)  # (T+1, B, L)
+    rows = torch.arange(x0.shape[0], device=x0.device)
+    x_prev, x_t = chain[t - 1, rows], chain[t, rows]  # (B, L) each
+    return Corruption(x_prev, x_t, t, q_posterior(x0, x_t, t, schedule, num_codes))

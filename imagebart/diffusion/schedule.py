@@ -31,6 +31,10 @@ crossing ᾱ'_0 < 1 and β_1 = 1 - ᾱ'_1 / ᾱ'_0, exactly as the original code
 
 Numbers match the original release: β are computed like it did (curve inversion in float64)
 and stored in float32, α and ᾱ are computed from the float32 β in float32.
+
+The schedule is an ``nn.Module`` whose β, α, ᾱ are (non-persistent) buffers: the denoiser, its
+residual-scaled network and the forward process share ONE instance, which follows the model
+across devices, so nothing copies or moves schedule tensors per call.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Union
 
 import torch
+from torch import nn
 
 from imagebart.diffusion.curves import load_quality_curve, read_quality_curve
 
@@ -52,10 +57,15 @@ REDRAW_PROB_FORMS = (
 )
 
 
-class MultinomialSchedule:
-    """β, α and ᾱ of the forward process, index t = 0..T (float32 tensors of length T + 1)."""
+class MultinomialSchedule(nn.Module):
+    """β, α and ᾱ of the forward process, index t = 0..T (float32 buffers of length T + 1)."""
+
+    betas: torch.Tensor
+    alphas: torch.Tensor
+    alphas_cumprod: torch.Tensor
 
     def __init__(self, betas):
+        super().__init__()
         betas = torch.as_tensor(betas)
         if not betas.is_floating_point():
             betas = betas.to(torch.float32)
@@ -67,9 +77,11 @@ class MultinomialSchedule:
             raise ValueError(f"betas[0] must be 0 (placeholder for t = 0), got {betas[0].item()}")
         if not (torch.isfinite(betas).all() and (betas >= 0).all() and (betas <= 1).all()):
             raise ValueError(f"betas must lie in [0, 1], got {betas.tolist()}")
-        self.betas = betas  # (T+1,)
-        self.alphas = 1.0 - betas  # (T+1,)
-        self.alphas_cumprod = torch.cumprod(self.alphas, 0)  # (T+1,)
+        alphas = 1.0 - betas
+        # not persistent: rebuilt from the config; checkpoints record ᾱ under the denoiser's names
+        self.register_buffer("betas", betas.clone(), persistent=False)  # (T+1,)
+        self.register_buffer("alphas", alphas, persistent=False)  # (T+1,)
+        self.register_buffer("alphas_cumprod", torch.cumprod(alphas, 0), persistent=False)  # (T+1,)
 
     @property
     def n_scales(self) -> int:
@@ -105,15 +117,9 @@ class MultinomialSchedule:
         """β_T = 1: x_T carries no information, so a decoder-only last scale is valid."""
         return self.betas[-1].item() == 1.0
 
-    def to(self, device) -> "MultinomialSchedule":
-        moved = object.__new__(MultinomialSchedule)
-        for name in ("betas", "alphas", "alphas_cumprod"):
-            setattr(moved, name, getattr(self, name).to(device))
-        return moved
-
-    def __repr__(self):
+    def extra_repr(self) -> str:
         betas = ", ".join(f"{b:.4g}" for b in self.betas.tolist())
-        return f"{type(self).__name__}(n_scales={self.n_scales}, betas=[{betas}])"
+        return f"n_scales={self.n_scales}, betas=[{betas}]"
 
 
 # the forms of redraw_prob

@@ -4,8 +4,8 @@ One denoiser per reverse step t (scale 1 = p(x_0 | x_1) first, as in the samplin
 sharing ONE frozen first stage. Sampling: x_T ~ Uniform{0..K-1}^L, then for t = T..1
 ``x_{t-1} ~ p_θ^{t-1}(· | x_t)`` token by token with that scale's top-k and temperature, then
 decode x_0. Schedules are given in sampling order (first entry = scale T), as in the original
-streamlit app. Every denoiser is loaded through :func:`load_denoiser`, with its EMA weights
-copied into the network once.
+streamlit app. Every denoiser is loaded through :func:`imagebart.loading.load_denoiser`, with
+its EMA weights in the network.
 
 Legend: B batch, L tokens per image (h·w), K codes, T n_scales.
 """
@@ -19,13 +19,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
-from imagebart.checkpoint_io import load_state_dict
-from imagebart.models.diffusion import adapt_to_checkpoint
+from imagebart.loading import load_denoiser
 from imagebart.modules.conditioners import ClassProvider
 from imagebart.sampling.config import SamplingConfig, load_sampling_config
-from imagebart.util import instantiate_from_config
+from imagebart.util import default_device, is_integer
 
 logger = logging.getLogger(__name__)
 
@@ -43,27 +41,11 @@ class SampleResult:
     class_label: Optional[torch.Tensor] = None  # (B,) labels used (conditional chains)
 
 
-# loading one scale
-
-
-def _has_prefix(state_dict: Mapping[str, Any], prefix: str) -> bool:
-    return any(k.startswith(prefix) for k in state_dict)
-
-
-def _check_same_first_stage(first_stage, state_dict, source: str) -> None:
-    """A scale trained on another VQGAN would read its tokens as different pictures."""
-    for key in ("quantize.embedding.weight", "quantize.used"):
-        theirs = state_dict.get(f"first_stage_model.{key}")
-        ours = dict(first_stage.named_parameters(), **dict(first_stage.named_buffers())).get(key)
-        if theirs is None or ours is None:
-            continue
-        if theirs.shape != ours.shape or not torch.equal(theirs.to(ours.device, ours.dtype), ours):
-            raise ValueError(f"checkpoint {source} was trained with a different first stage than scale 1 "
-                             f"(first_stage_model.{key} differs); all scales of a chain must share one VQGAN")
+# devices
 
 
 @contextmanager
-def _first_stage_detached(model):
+def first_stage_detached(model):
     """Temporarily take the shared first stage out of ``model`` (so ``.to()`` leaves it alone)."""
     first_stage = model._modules.get("first_stage_model")
     model._modules["first_stage_model"] = None
@@ -71,70 +53,6 @@ def _first_stage_detached(model):
         yield model
     finally:
         model._modules["first_stage_model"] = first_stage
-
-
-def load_denoiser(config: Mapping[str, Any], ckpt_path: Union[str, Path], first_stage=None, ema: bool = True,
-                  config_source: str = "<config>"):
-    """Build the denoiser of a training ``config`` (with a ``model`` section) and load ``ckpt_path``.
-
-    The one place where a scale is loaded for sampling. ``first_stage``: a VQGAN shared with the
-    other scales (passed to the constructor, so no second VQGAN is built). Without it, the first stage comes
-    from the checkpoint's ``first_stage_model.*`` entries, else from
-    ``first_stage_config.params.ckpt_path``. With ``ema`` and ``transformer_ema.*`` entries in the
-    checkpoint, the EMA weights are copied into the transformer once and the shadows dropped.
-    Returns the model in eval mode, on CPU, without gradients.
-    """
-    source = str(ckpt_path)
-    state_dict = load_state_dict(ckpt_path)
-    config = config if isinstance(config, DictConfig) else OmegaConf.create(dict(config))
-    if "model" not in config:
-        raise ValueError(f"{config_source} has no 'model' section")
-    model_config = OmegaConf.to_container(config.model, resolve=True)  # a private copy
-    params = model_config.setdefault("params", {})
-    params["ckpt_path"] = None  # we load, strictly, below
-    first_stage_params = params["first_stage_config"].setdefault("params", {})
-    if first_stage is not None or _has_prefix(state_dict, "first_stage_model."):
-        first_stage_params["ckpt_path"] = None
-    use_ema = ema and _has_prefix(state_dict, "transformer_ema.")
-    params["use_ema"] = use_ema
-    # official (2021-format) checkpoints: the 2021-compatible network, our parameter / EMA names
-    transformer_config, state_dict = adapt_to_checkpoint(params["transformer_config"], state_dict, source)
-    params["transformer_config"] = OmegaConf.to_container(OmegaConf.create(transformer_config), resolve=True)
-    if first_stage is not None:
-        _check_same_first_stage(first_stage, state_dict, source)
-    model = instantiate_from_config(model_config, first_stage_model=first_stage)  # shared, not rebuilt
-
-    if first_stage is not None:
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("first_stage_model.")}
-    if not use_ema:
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("transformer_ema.")}
-    if "alphacum" in state_dict and not torch.allclose(state_dict["alphacum"].float(), model.alphacum, atol=1e-6):
-        logger.warning("%s stores a different schedule (alphacum) than %s builds from redraw_prob=%r",
-                       source, config_source, model.redraw_prob)
-    try:
-        missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    except RuntimeError as err:  # shape mismatches
-        raise ValueError(f"checkpoint {source} does not fit the model built from {config_source}: {err}") from err
-    required = ("transformer.", "transformer_ema.") if use_ema else ("transformer.",)
-    if first_stage is None and first_stage_params.get("ckpt_path") is None:
-        required += ("first_stage_model.",)
-    missing = [k for k in missing if k.startswith(required)]
-    if missing:
-        raise ValueError(f"checkpoint {source} lacks {len(missing)} weights of the model built from "
-                         f"{config_source}, e.g. {missing[:5]}; is it the checkpoint of that config?")
-    if unexpected:
-        logger.warning("%s: %d unexpected entries ignored, e.g. %s", source, len(unexpected), unexpected[:5])
-
-    if use_ema:
-        model.transformer_ema.copy_to(model.transformer)
-        del model.transformer_ema
-        model.use_ema = False  # the transformer now holds the EMA weights; ema_scope() is a no-op
-    elif ema:
-        logger.info("%s holds no EMA weights: sampling with its transformer weights", source)
-    model.sampling_weights = "ema" if use_ema else "raw"
-    model.eval()
-    model.requires_grad_(False)
-    return model
 
 
 # schedules
@@ -182,8 +100,7 @@ class ImageBARTChain:
         self.models = list(models)
         self.n_scales = len(self.models)
         self.first_stage = self.models[0].first_stage_model
-        self.device = torch.device(device) if device is not None else (
-            torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+        self.device = torch.device(device) if device is not None else default_device()
         self.offload = offload
         self.sources = list(sources) or [f"scale {t}" for t in range(1, self.n_scales + 1)]
         self._check()
@@ -261,11 +178,7 @@ class ImageBARTChain:
         declared = self.models[0].conditioner.n_classes
         if declared is not None:
             return int(declared)
-        sizes = []
-        for model in self._unique_models():
-            net = model.transformer
-            sizes.append(net.encoder.num_tokens if hasattr(net, "encoder") else net.tok_emb.num_embeddings)
-        return min(sizes)
+        return min(model.transformer.input_vocabulary for model in self._unique_models())
 
     def describe(self) -> dict:
         """A JSON-able summary (for settings files and logs)."""
@@ -280,13 +193,13 @@ class ImageBARTChain:
     def _place(self, model, device: torch.device) -> None:
         if self._placement.get(id(model)) == device:
             return
-        with _first_stage_detached(model):
+        with first_stage_detached(model):
             model.to(device)
         self._placement[id(model)] = device
 
     def model_for_scale(self, t: int):
         """The denoiser of reverse step t (1..T), on the chain's device (others go to CPU when offloading)."""
-        if isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= self.n_scales:
+        if not is_integer(t) or not 1 <= t <= self.n_scales:
             raise ValueError(f"t must be an integer in 1..{self.n_scales}, got {t!r}")
         model = self.models[t - 1]
         if self.offload:
@@ -392,11 +305,10 @@ class ImageBARTChain:
         intermediates = [x_t] if return_intermediates else None
         for i, t in enumerate(range(self.n_scales, 0, -1)):
             model = self.model_for_scale(t)
-            scale = torch.full((batch_size, 1), t, dtype=torch.long, device=self.device)  # (B, 1)
+            t_batch = torch.full((batch_size,), t, dtype=torch.long, device=self.device)  # (B,)
             callback = None if progress is None else (lambda step, t=t: progress(t, step, steps))
-            x_t = model.sample_single_scale(x_t, scale, None, steps=steps, temperature=temperatures[i],
-                                            top_k=top_ks[i], cond=cond, generator=generator,
-                                            use_cache=use_cache, callback=callback)  # x_{t-1} (B, L)
+            x_t = model.sample_x_prev(x_t, t_batch, cond, temperature=temperatures[i], top_k=top_ks[i],
+                                      generator=generator, use_cache=use_cache, callback=callback)  # x_{t-1} (B, L)
             if progress is not None:
                 progress(t, steps, steps)
             if return_intermediates:

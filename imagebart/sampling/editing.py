@@ -36,8 +36,10 @@ from typing import Callable, List, Optional, Sequence, Union
 
 import torch
 
+from imagebart.diffusion.multinomial import q_sample_step
 from imagebart.sampling.chain import resolve_schedule
-from imagebart.sampling.masks import latent_mask
+from imagebart.sampling.masks import token_keep_mask
+from imagebart.util import check_positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +62,6 @@ class EditResult:
 # helpers
 
 
-def _check_chain_length(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"chain_length values must be integers >= 1, got {value!r}")
-    return value
-
-
 def default_chain_lengths(redraw_prob, n_scales: int) -> list:
     """The original app's defaults, in sampling order: 3 per scale for the geometric schedule,
     otherwise 1 for the last scale T and 5 for the others."""
@@ -74,63 +70,16 @@ def default_chain_lengths(redraw_prob, n_scales: int) -> list:
     return [1] + [5] * (n_scales - 1)
 
 
-def keep_guide(x0: torch.Tensor, keep: torch.Tensor, num_codes: int) -> torch.Tensor:
-    """Additive logits (B, L, K): 0 / -inf forcing x0 at kept positions, 0 at edited ones.
+def keep_guide(x0: torch.Tensor, keep: torch.Tensor, vocabulary: int) -> torch.Tensor:
+    """Additive logits (B, L, V): 0 / -inf forcing x0 at kept positions (keep (B, L) bool), 0 at
+    edited ones. V is the network's output vocabulary (K, or more when a config says so).
 
     The sampler adds them before temperature and top-k; -inf stays -inf under both, so only the
     clean token survives at a kept position and it is drawn with probability 1.
     """
-    guide = torch.zeros(*x0.shape, num_codes, device=x0.device)  # (B, L, K)
-    forced = torch.full_like(guide, float("-inf")).scatter_(-1, x0[..., None], 0.0)  # (B, L, K)
-    return torch.where(keep.bool()[..., None], forced, guide)
-
-
-def _output_vocabulary(model, num_codes: int) -> int:
-    """How many logits the denoiser's sampler produces (configs may give more than K)."""
-    net = model.transformer
-    decoder = getattr(net, "decoder", None)
-    return int(decoder.num_tokens if decoder is not None else getattr(net, "vocab_size", num_codes))
-
-
-def widen_guide(guide: torch.Tensor, keep: torch.Tensor, vocabulary: int) -> torch.Tensor:
-    """Pad the guide (B, L, K) to ``vocabulary`` logits: extra codes are -inf at kept positions."""
-    extra = vocabulary - guide.shape[-1]
-    if extra <= 0:
-        return guide
-    pad = torch.zeros(*guide.shape[:-1], extra, device=guide.device)  # (B, L, V-K)
-    pad.masked_fill_(keep.bool()[..., None], float("-inf"))
-    return torch.cat((guide, pad), dim=-1)  # (B, L, V)
-
-
-def renoise(x: torch.Tensor, redraw_prob: float, num_codes: int,
-            generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Redraw each token uniformly with probability ``redraw_prob`` (the forward step q)."""
-    codes = torch.randint(0, num_codes, x.shape, device=x.device, generator=generator)  # (B, L)
-    probs = torch.full(x.shape, float(redraw_prob), device=x.device)  # (B, L)
-    redraw = torch.bernoulli(probs, generator=generator).bool()  # (B, L)
-    return torch.where(redraw, codes, x)
-
-
-def _keep_mask(mask, batch_size: int, latent_shape: Sequence[int]) -> torch.Tensor:
-    """Any mask form -> (B, L) float 0/1 on the token grid."""
-    h, w = latent_shape
-    mask = torch.as_tensor(mask) if not isinstance(mask, torch.Tensor) else mask
-    if mask.dim() == 1:  # (L,) flat latent mask
-        if mask.numel() != h * w:
-            raise ValueError(f"a 1-D mask must hold L = {h}x{w} = {h * w} values, got {mask.numel()}")
-        mask = mask.reshape(h, w)
-    elif mask.dim() == 2 and mask.shape[0] == batch_size and mask.shape[1] == h * w and (h, w) != tuple(mask.shape):
-        mask = mask.reshape(batch_size, h, w)  # (B, L) flat latent masks
-    elif mask.dim() == 4:
-        if mask.shape[1] != 1:
-            raise ValueError(f"a 4-D mask must be (B, 1, H, W), got shape {tuple(mask.shape)}")
-        mask = mask[:, 0]
-    elif mask.dim() > 4:
-        raise ValueError(f"mask must be (H, W), (B, H, W), (B, 1, H, W) or (h*w,), got shape {tuple(mask.shape)}")
-    small = latent_mask(mask, (h, w))  # (h, w) or (N, h, w)
-    if small.dim() == 3 and small.shape[0] not in (1, batch_size):
-        raise ValueError(f"mask holds {small.shape[0]} masks for a batch of {batch_size}")
-    return small.reshape(-1, h * w).expand(batch_size, h * w).contiguous()  # (B, L)
+    guide = torch.zeros(*x0.shape, vocabulary, device=x0.device)  # (B, L, V)
+    forced = torch.full_like(guide, float("-inf")).scatter_(-1, x0[..., None], 0.0)  # (B, L, V)
+    return torch.where(keep[..., None], forced, guide)
 
 
 def _clean_tokens(chain, images) -> torch.Tensor:
@@ -175,38 +124,38 @@ def edit(chain, images, mask, top_k: PerScale = None, temperature: PerScale = 1.
     length = chain.latent_shape[0] * chain.latent_shape[1]
     top_ks = chain.top_k_schedule(top_k)
     temperatures = chain.temperature_schedule(temperature)
-    lengths = resolve_schedule(chain_length, n_scales, "chain_length", _check_chain_length)
+    lengths = resolve_schedule(chain_length, n_scales, "chain_length",
+                               lambda n: check_positive_int("chain_length values", n))
 
     x0 = _clean_tokens(chain, images)  # (B, L)
     b = x0.shape[0]
-    keep = _keep_mask(mask, b, chain.latent_shape).to(x0.device)  # (B, L)
-    guide = keep_guide(x0, keep, num_codes)  # (B, L, K)
+    keep = token_keep_mask(mask, b, chain.latent_shape).to(x0.device)  # (B, L) bool
     labels = chain.class_tokens(class_label, b, generator)  # (B,) or None; drawn first, as sample() does
     cond = None if labels is None else labels[:, None]  # (B, 1)
 
     noise = torch.randint(0, num_codes, (b, length), generator=generator, device=x0.device)  # (B, L)
-    x = torch.where(keep.bool(), x0, noise)  # x_T: noise where edited, x_0 where kept
+    x = torch.where(keep, x0, noise)  # x_T: noise where edited, x_0 where kept
     intermediates = [x] if return_intermediates else None
     for step, t in enumerate(range(n_scales, 0, -1)):
         model = chain.model_for_scale(t)
-        scale = torch.full((b, 1), t, dtype=torch.long, device=x0.device)  # (B, 1)
-        beta_t = float(model.temperature_range[t])  # the original read it at model.single_scale
-        scale_guide = widen_guide(guide, keep, _output_vocabulary(model, num_codes))  # (B, L, V)
+        t_batch = torch.full((b,), t, dtype=torch.long, device=x0.device)  # (B,)
+        beta_t = float(model.schedule.betas[t])  # the original read it at model.single_scale
+        guide = keep_guide(x0, keep, model.transformer.output_vocabulary)  # (B, L, V)
         n = lengths[step]
         for i in range(n):
             if i > 0:  # run the scale again on a partly re-noised copy of its own output
-                x = renoise(x, (1.0 - i / n) * beta_t, num_codes, generator)
+                x = q_sample_step(x, (1.0 - i / n) * beta_t, num_codes, generator)
             callback = None
             if progress is not None:
                 callback = (lambda j, t=t, i=i, n=n: progress(t, i * length + j, n * length))
-            x = model.sample_single_scale(x, scale, None, steps=length, temperature=temperatures[step],
-                                          top_k=top_ks[step], cond=cond, guide=scale_guide, generator=generator,
-                                          use_cache=use_cache, callback=callback)  # x_{t-1} (B, L)
+            x = model.sample_x_prev(x, t_batch, cond, temperature=temperatures[step], top_k=top_ks[step],
+                                    guide=guide, generator=generator, use_cache=use_cache,
+                                    callback=callback)  # x_{t-1} (B, L)
         if progress is not None:
             progress(t, n * length, n * length)
         if return_intermediates:
             intermediates.append(x)
-    return EditResult(tokens=x, images=chain.decode(x).float(), x0=x0, mask=keep, intermediates=intermediates,
+    return EditResult(tokens=x, images=chain.decode(x).float(), x0=x0, mask=keep.float(), intermediates=intermediates,
                       class_label=labels)
 
 

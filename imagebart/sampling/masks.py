@@ -175,7 +175,7 @@ def mask_from_image(image: Image.Image, size: Sequence[int], crop: bool = True) 
     if grey.shape != (height, width):
         resized = Image.fromarray(np.ascontiguousarray(grey, dtype=np.float32))  # mode F
         grey = np.asarray(resized.resize((width, height), resample=Image.BILINEAR), dtype=np.float32)
-    return torch.from_numpy((grey >= 0.5).astype(np.float32))
+    return as_mask_tensor(grey)
 
 
 def load_mask(path: str | os.PathLike, size: Sequence[int], crop: bool = True) -> torch.Tensor:
@@ -250,6 +250,31 @@ def latent_mask(mask, latent_shape: Sequence[int]) -> torch.Tensor:
     grid = mask.reshape(-1, 1, *mask.shape[-2:])  # (N, 1, H, W)
     small = F.interpolate(grid, size=(h, w), mode="nearest")  # (N, 1, h, w)
     return small.reshape(*lead, h, w)
+
+
+def token_keep_mask(mask, batch_size: int, latent_shape: Sequence[int]) -> torch.Tensor:
+    """Any mask form -> (B, L) bool on the token grid (True = keep).
+
+    Accepted: (H, W), (B, H, W), (B, 1, H, W) at image or token resolution, or flat (L,) / (B, L).
+    """
+    h, w = _check_hw(*latent_shape)
+    mask = as_mask_tensor(mask)
+    if mask.dim() == 1:  # (L,) flat latent mask
+        if mask.numel() != h * w:
+            raise ValueError(f"a 1-D mask must hold L = {h}x{w} = {h * w} values, got {mask.numel()}")
+        mask = mask.reshape(h, w)
+    elif mask.dim() == 2 and tuple(mask.shape) == (batch_size, h * w) and (h, w) != tuple(mask.shape):
+        mask = mask.reshape(batch_size, h, w)  # (B, L) flat latent masks
+    elif mask.dim() == 4:
+        if mask.shape[1] != 1:
+            raise ValueError(f"a 4-D mask must be (B, 1, H, W), got shape {tuple(mask.shape)}")
+        mask = mask[:, 0]
+    elif mask.dim() > 4:
+        raise ValueError(f"mask must be (H, W), (B, H, W), (B, 1, H, W) or (h*w,), got shape {tuple(mask.shape)}")
+    small = latent_mask(mask, (h, w))  # (h, w) or (N, h, w)
+    if small.dim() == 3 and small.shape[0] not in (1, batch_size):
+        raise ValueError(f"mask holds {small.shape[0]} masks for a batch of {batch_size}")
+    return small.reshape(-1, h * w).expand(batch_size, h * w).bool()  # (B, L)
 
 
 def grey_out(images: torch.Tensor, mask: torch.Tensor, fill: float = 0.0) -> torch.Tensor:

@@ -26,7 +26,7 @@ def test_chain_reproduces_the_original_draws(reference_dir, name):
     t = int(io["scale"][0, 0])
     seed = int(io["get_scales_torch_seed"])
     torch.manual_seed(seed)  # the original seeds the global generator before get_scales
-    chain = q_sample_chain(io["x0"], schedule, num_classes=48)
+    chain = q_sample_chain(io["x0"], schedule, num_codes=48)
     assert chain.shape == (4, 2, 16)
     assert torch.equal(chain[0], io["x0"])
     assert torch.equal(chain[t - 1], io["x_tm1"]) and torch.equal(chain[t], io["x_t"])
@@ -43,7 +43,7 @@ def test_posterior_matches_the_original(reference_dir, name):
         (io["x0"], io["x_t"], io["scale"], io["posterior"]),
         (io["ss_x0"], io["ss_x_t"], io["ss_scale"], io["ss_posterior"]),
     ]:
-        posterior = q_posterior(x0, x_t, scale, schedule, num_classes=48)  # (B, L, K)
+        posterior = q_posterior(x0, x_t, scale, schedule, num_codes=48)  # (B, L, K)
         expected = rearrange(expected, "b k h w -> b (h w) k")
         assert torch.allclose(posterior, expected, rtol=0, atol=1e-5)
 

@@ -76,7 +76,12 @@ def test_constructor_from_betas():
     assert torch.equal(schedule.alphas_cumprod, torch.tensor([1.0, 0.5, 0.0]))
     assert "n_scales=2" in repr(schedule)
     moved = schedule.to("cpu")
-    assert torch.equal(moved.alphas_cumprod, schedule.alphas_cumprod) and moved.n_scales == 2
+    assert torch.equal(moved.alphas_cumprod, torch.tensor([1.0, 0.5, 0.0])) and moved.n_scales == 2
+    # one device-resident module: buffers follow .to(), none is saved (configs rebuild them)
+    assert {name for name, _ in schedule.named_buffers()} == {"betas", "alphas", "alphas_cumprod"}
+    assert schedule.state_dict() == {}
+    half = MultinomialSchedule([0.0, 0.5, 1.0]).to(torch.float64)
+    assert half.alphas.dtype == torch.float64
     assert not MultinomialSchedule.from_redraw_prob(0.5, 3).ends_in_noise
 
 

@@ -227,6 +227,6 @@ def test_gpt_accepts_class_tokens_beyond_the_codebook(tiny_vqgan_ckpt, tiny_rema
     # ImageNet's last scale predicts K codes but reads 1000 ids: class 990 is a valid token
     model = instantiate_from_config(base_config(tiny_vqgan_ckpt, tiny_remap,
                                                 "imagenet/4_scales/imagenet_geometric_scale4.yaml").model)
-    assert model.encoder_vocabulary == 1000 and model.output_vocabulary == K
+    assert model.transformer.input_vocabulary == 1000 and model.transformer.output_vocabulary == K
     cond = model.get_conditioning({"class_label": torch.tensor([990])})
     assert cond.tolist() == [[990]]

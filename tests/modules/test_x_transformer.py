@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from imagebart.diffusion.schedule import MultinomialSchedule
 from imagebart.modules.xtransformers.x_transformer import ResidualScaledXTransformer, XTransformer
 
 K, L, N_SCALES, N_CLASSES = 11, 6, 3, 5
@@ -26,7 +27,7 @@ def build(kind, n_cond=0, legacy=False, **extra):
     if kind == "residual":
         net = ResidualScaledXTransformer(scale_pos=0, n_scales=N_SCALES, xt_start=1 + n_cond,
                                          xt_size=L, **params)
-        net.set_alphas(geometric_alphas(N_SCALES))
+        net.attach_schedule(MultinomialSchedule.from_redraw_prob("geometric", N_SCALES))
         with torch.no_grad():
             net.log_scalors.copy_(torch.tensor([0.3, -0.2, 0.1]))
     else:
@@ -108,15 +109,15 @@ def test_residual_needs_alphas_and_valid_scale():
     net = ResidualScaledXTransformer(scale_pos=0, n_scales=N_SCALES, xt_start=1, xt_size=L,
                                      **tiny_params())
     src, tgt, _ = inputs()
-    with pytest.raises(RuntimeError, match="set_alphas"):
+    with pytest.raises(RuntimeError, match="attach_schedule"):
         net(src, tgt)
-    net.set_alphas(geometric_alphas(N_SCALES))
+    net.attach_schedule(MultinomialSchedule.from_redraw_prob("geometric", N_SCALES))
     src[0, 0] = 0  # t = 0 has no reverse model
     with pytest.raises(ValueError, match="scale token"):
         net(src, tgt)
-    with pytest.raises(ValueError):
-        net.set_alphas(torch.ones(2))
-    assert "scale_alphas" not in net.state_dict()  # set by the denoiser, never saved
+    with pytest.raises(ValueError, match="n_scales=3"):  # a schedule of another T
+        net.attach_schedule(MultinomialSchedule.from_redraw_prob("geometric", 2))
+    assert set(net.state_dict()) == {n for n, _ in net.named_parameters()}  # the shared schedule is never saved
 
 
 @pytest.mark.parametrize("kind", ["plain", "residual"])
@@ -126,35 +127,36 @@ def test_cached_decoding_equals_full_pass(kind, legacy, n_cond):
     net = build(kind, n_cond=n_cond, legacy=legacy)
     src, tgt, _ = inputs(n_cond)
     full, _ = net(src, tgt)  # (b, L, K)
-    context = net.encode(src)
-    cache = None
+    x_prev = torch.cat((tgt[:, 1:], torch.zeros_like(tgt[:, :1])), dim=1)  # the targets tgt is shifted from
+    torch.testing.assert_close(net.teacher_forced(src, x_prev), full)
+    step, cache = net.decode_step(src, tgt[:, 1:1], None)  # first call: [sos]
     for i in range(L):
-        step, cache = net.decode_step(tgt[:, i:i + 1], context, cache, src=src)
+        if i:
+            step, cache = net.decode_step(src, tgt[:, i:i + 1], cache)
         assert step.shape == (3, 1, K)
         torch.testing.assert_close(step[:, 0], full[:, i], atol=1e-5, rtol=0)
-    assert cache.cache_length == L
+    assert cache.length == L
 
 
 def test_cached_decoding_several_tokens_per_call():
     net = build("residual", n_cond=1)
     src, tgt, _ = inputs(1)
     full, _ = net(src, tgt)
-    context = net.encode(src)
-    first, cache = net.decode_step(tgt[:, :2], context, src=src)
-    rest, cache = net.decode_step(tgt[:, 2:], context, cache, src=src)
+    first, cache = net.decode_step(src, tgt[:, 1:2])  # [sos, x_prev_0]
+    rest, cache = net.decode_step(src, tgt[:, 2:], cache)
     torch.testing.assert_close(torch.cat((first, rest), 1), full, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="dec_max_seq_len"):
-        net.decode_step(tgt[:, :1], context, cache, src=src)
+        net.decode_step(src, tgt[:, :1], cache)
 
 
 def test_cached_decoding_with_rotary_new_model():
     net = build("plain", enc_rotary_pos_emb=True, dec_rotary_pos_emb=True)
     src, tgt, _ = inputs()
     full, _ = net(src, tgt)
-    context = net.encode(src)
-    cache = None
+    step, cache = net.decode_step(src, tgt[:, 1:1])
     for i in range(L):
-        step, cache = net.decode_step(tgt[:, i:i + 1], context, cache, src=src)
+        if i:
+            step, cache = net.decode_step(src, tgt[:, i:i + 1], cache)
         torch.testing.assert_close(step[:, 0], full[:, i], atol=1e-5, rtol=0)
 
 

@@ -17,6 +17,7 @@ from imagebart.modules.xtransformers.legacy import (
     is_legacy_state_dict,
     split_checkpoint,
 )
+from imagebart.diffusion.schedule import MultinomialSchedule
 from imagebart.modules.xtransformers.x_transformer import XTransformer
 from imagebart.util import instantiate_from_config
 
@@ -42,8 +43,8 @@ def build_network(config, legacy):
     if legacy:
         transformer_config["params"]["legacy_2021"] = True
     net = instantiate_from_config(transformer_config).eval()
-    if hasattr(net, "set_alphas"):
-        net.set_alphas(geometric_alphas(config.n_scales))
+    if hasattr(net, "attach_schedule"):
+        net.attach_schedule(MultinomialSchedule(1 - geometric_alphas(config.n_scales)))
     return net
 
 
@@ -58,13 +59,14 @@ def test_encoder_decoder_reproduces_original(reference_dir, name):
     model, ema = split_checkpoint(state_dict)
     assert is_legacy_state_dict(state_dict, prefix="transformer.")
     net = build_network(config, legacy=True)
-    net.load_state_dict(model, strict=True)  # 2021 keys converted by the load hook
+    model = convert_legacy_state_dict(model)  # 2021 keys -> ours (imagebart.loading does this on load)
+    net.load_state_dict(model, strict=True)
 
     # DenoisingXTransformer.forward: encoder [t, (cond), x_t], decoder [sos=0, x_{t-1}[:-1]]
     src = torch.cat((io["scale"], io["forward_arg_c"]), dim=1)
     sos = torch.zeros_like(io["x_tm1"][:, :1])
     tgt = torch.cat((sos, io["x_tm1"][:, :-1]), dim=1)
-    ema_state = ema_weights(net, convert_legacy_ema_state_dict(ema, model.keys()))
+    ema_state = ema_weights(net, convert_legacy_ema_state_dict(ema, split_checkpoint(state_dict)[0].keys()))
     for weights, logits_key, sample_key in [(model, "logits", "greedy_sample_raw"),
                                             (ema_state, "logits_ema", "greedy_sample_ema")]:
         net.load_state_dict(weights, strict=True)
@@ -74,10 +76,9 @@ def test_encoder_decoder_reproduces_original(reference_dir, name):
 
         # greedy decoding with the KV cache, from sos, over sample_arg_c = [t, (cond), x_t]
         src_sample = io["sample_arg_c"]
-        context = net.encode(src_sample)
-        token, cache, tokens = sos, None, []
+        token, cache, tokens = sos[:, :0], None, []
         for _ in range(io[sample_key].shape[1]):
-            step, cache = net.decode_step(token, context, cache, src=src_sample)
+            step, cache = net.decode_step(src_sample, token, cache)
             token = step[:, -1].argmax(-1, keepdim=True)
             tokens.append(token)
         assert torch.equal(torch.cat(tokens, 1), io[sample_key])

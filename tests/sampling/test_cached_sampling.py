@@ -4,7 +4,7 @@ import pytest
 import torch
 from tiny_chain import K, L, N_CLASSES, T, build_denoiser, denoiser_config, write_remap
 
-from imagebart.sampling.autoregressive import sample_decoder_only, sample_encoder_decoder
+from imagebart.modules.autoregressive import sample_tokens
 
 B = 3
 KINDS = [("plain", 2), ("residual", 2), ("residual", 1), ("gpt", T)]
@@ -35,11 +35,11 @@ def run_loop(model, x_t, scale, cond, seed, **kwargs):
     """The token loop the denoiser uses, with the per-step logits returned."""
     generator = torch.Generator().manual_seed(seed)
     if model.transformer.__class__.__name__ == "GPT":
-        prefix = scale if cond is None else torch.cat((scale, cond), dim=1)  # [T, (cond)]
-        return sample_decoder_only(model.transformer, prefix, L, generator=generator, return_logits=True, **kwargs)
-    src = torch.cat([scale] + ([] if cond is None else [cond]) + [x_t], dim=1)  # [t, (cond), x_t]
-    return sample_encoder_decoder(model.transformer, src, L, sos=int(model.sos_token), generator=generator,
-                                  return_logits=True, **kwargs)
+        condition = scale if cond is None else torch.cat((scale, cond), dim=1)  # [T, (cond)]
+    else:
+        condition = torch.cat([scale] + ([] if cond is None else [cond]) + [x_t], dim=1)  # [t, (cond), x_t]
+    assert torch.equal(condition, model.network_condition(x_t, scale, cond))
+    return sample_tokens(model.transformer, condition, L, generator=generator, return_logits=True, **kwargs)
 
 
 @pytest.mark.parametrize("conditional", [False, True], ids=["uncond", "class"])

@@ -5,9 +5,8 @@ import torch
 from tiny_chain import IMAGE_SIZE, K, L, N_CLASSES, SIDE, T, write_chain
 
 from imagebart.sampling.chain import ImageBARTChain
-from imagebart.sampling.editing import (
-    default_chain_lengths, edit, keep_guide, reconstruct, renoise, widen_guide,
-)
+from imagebart.diffusion.multinomial import q_sample_step
+from imagebart.sampling.editing import default_chain_lengths, edit, keep_guide, reconstruct
 from imagebart.sampling.masks import centre_window, edit_all, keep_all, latent_mask, outpaint, upper_half
 
 B = 2
@@ -33,20 +32,20 @@ def x0(chain):
 
 
 def record_calls(monkeypatch, chain):
-    """Wrap every scale's sample_single_scale: log (t, input, output, generator state) and call through."""
+    """Wrap every scale's sample_x_prev: log (t, input, output, generator state) and call through."""
     calls = []
     for model in chain.models:
-        real = model.sample_single_scale
+        real = model.sample_x_prev
 
-        def wrapped(c_indices, scale, *args, _real=real, **kwargs):
-            out = _real(c_indices, scale, *args, **kwargs)
+        def wrapped(x_t, t, cond=None, _real=real, **kwargs):
+            out = _real(x_t, t, cond, **kwargs)
             generator = kwargs.get("generator")
-            calls.append({"t": int(scale[0, 0]), "x_in": c_indices.clone(), "x_out": out.clone(),
-                          "cond": kwargs.get("cond"), "guide": kwargs.get("guide"),
+            calls.append({"t": int(t[0]), "x_in": x_t.clone(), "x_out": out.clone(),
+                          "cond": cond, "guide": kwargs.get("guide"),
                           "state_after": None if generator is None else generator.get_state()})
             return out
 
-        monkeypatch.setattr(model, "sample_single_scale", wrapped)
+        monkeypatch.setattr(model, "sample_x_prev", wrapped)
     return calls
 
 
@@ -55,7 +54,7 @@ def record_calls(monkeypatch, chain):
 
 def test_keep_guide_forces_clean_tokens_only_where_kept():
     x0 = torch.tensor([[3, 1, 4]])
-    guide = keep_guide(x0, torch.tensor([[1.0, 0.0, 1.0]]), num_codes=5)  # (1, 3, 5)
+    guide = keep_guide(x0, torch.tensor([[True, False, True]]), vocabulary=5)  # (1, 3, 5)
     assert guide.shape == (1, 3, 5)
     assert torch.equal(guide[0, 1], torch.zeros(5))
     for pos in (0, 2):
@@ -63,20 +62,21 @@ def test_keep_guide_forces_clean_tokens_only_where_kept():
         assert torch.isinf(guide[0, pos]).sum() == 4
 
 
-def test_guide_is_widened_for_larger_output_vocabularies():
-    x0, keep = torch.tensor([[3, 1]]), torch.tensor([[1.0, 0.0]])
-    wide = widen_guide(keep_guide(x0, keep, num_codes=5), keep, 7)  # (1, 2, 7)
+def test_guide_covers_larger_output_vocabularies():
+    x0, keep = torch.tensor([[3, 1]]), torch.tensor([[True, False]])
+    wide = keep_guide(x0, keep, vocabulary=7)  # (1, 2, 7) for a network predicting 7 > K codes
     assert wide.shape == (1, 2, 7)
     assert torch.isinf(wide[0, 0, 5:]).all() and torch.equal(wide[0, 1], torch.zeros(7))
 
 
-def test_renoise_redraws_with_the_given_probability():
+def test_renoising_redraws_with_the_given_probability():
+    """Editing re-noises with the forward step q_sample_step: codes first, then the decisions."""
     x = torch.zeros(4, 4096, dtype=torch.long)
-    assert torch.equal(renoise(x, 0.0, K, torch.Generator().manual_seed(0)), x)
+    assert torch.equal(q_sample_step(x, 0.0, K, torch.Generator().manual_seed(0)), x)
     g = torch.Generator().manual_seed(0)
     codes = torch.randint(0, K, x.shape, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(renoise(x, 1.0, K, g), codes)  # p = 1: the uniform draw itself
-    changed = (renoise(x, 0.5, K, torch.Generator().manual_seed(1)) != 0).float().mean()
+    assert torch.equal(q_sample_step(x, 1.0, K, g), codes)  # p = 1: the uniform draw itself
+    changed = (q_sample_step(x, 0.5, K, torch.Generator().manual_seed(1)) != 0).float().mean()
     assert abs(changed - 0.5 * (1 - 1 / K)) < 0.02
 
 
@@ -173,7 +173,7 @@ def test_chain_schedule_runs_the_expected_passes_and_renoises(monkeypatch, chain
             if i > 0:
                 previous = calls[index - 1]
                 replay = torch.Generator().set_state(previous["state_after"])
-                expected = renoise(previous["x_out"], (1 - i / n) * BETAS[t], K, replay)
+                expected = q_sample_step(previous["x_out"], (1 - i / n) * BETAS[t], K, replay)
                 assert torch.equal(call["x_in"], expected)
             elif index > 0:
                 assert torch.equal(call["x_in"], calls[index - 1]["x_out"])  # the next scale reads x_t as is

@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from imagebart.checkpoint_io import load_state_dict
 from imagebart.sampling.chain import ImageBARTChain
-from imagebart.checkpoint_convert import cli as convert
+from imagebart.cli.convert import main as convert
 
 
 @pytest.fixture

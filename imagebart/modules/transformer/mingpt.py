@@ -5,6 +5,10 @@ value/proj/mask``, ``blocks.i.mlp.0/2``, ``ln_f``, ``head``) so the release's ch
 with ``strict=True``. Attention runs through ``torch.nn.functional.scaled_dot_product_attention``;
 :meth:`GPT.forward_with_past` decodes incrementally with a K/V cache.
 
+As the denoiser of the last scale it implements the denoising-network interface of
+:mod:`imagebart.modules.xtransformers.x_transformer` with ``condition`` = the prefix
+``[T, (cond…)]``: x_T is pure noise there, so it is not read (``reads_x_t = False``).
+
 Shapes: b batch, n positions, h heads, e = n_embd / h, c channels (n_embd), k vocabulary.
 """
 
@@ -145,6 +149,42 @@ class GPT(nn.Module):
 
     def get_block_size(self) -> int:
         return self.block_size
+
+    # the denoising-network interface
+
+    reads_x_t = False  # x_T is pure noise: the prefix is [T, (cond…)] only
+
+    @property
+    def input_vocabulary(self) -> int:
+        """Token ids the embedding reads: scale, class and code tokens share them."""
+        return self.tok_emb.num_embeddings
+
+    @property
+    def output_vocabulary(self) -> int:
+        """K, the number of codes predicted."""
+        return self.vocab_size
+
+    vocabulary_keys = ("input_vocab_size (or vocab_size)", "vocab_size")  # config keys named in errors
+
+    def check_fits(self, length: int, n_cond: int) -> None:
+        """``[T, cond x n_cond, x_(T-1)[:-1]]`` must fit in ``block_size``."""
+        if self.block_size < n_cond + length:
+            raise ValueError(f"transformer_config.params.block_size={self.block_size} cannot hold "
+                             f"[T, cond x{n_cond}, x_(T-1)[:-1]] = {n_cond + length} tokens")
+
+    def teacher_forced(self, condition: torch.Tensor, x_prev: torch.Tensor) -> torch.Tensor:
+        """Logits (b, n, k): position j predicts x_prev[:, j] from the prefix and x_prev[:, :j]."""
+        logits, _ = self(torch.cat((condition, x_prev), dim=1)[:, :-1])  # (b, C+n-1, k)
+        return logits[:, condition.shape[1] - 1:]
+
+    @torch.no_grad()
+    def decode_step(self, condition: torch.Tensor, new: torch.Tensor, cache: torch.Tensor | None = None):
+        """Logits (b, m, k) for the inputs fed now (the prefix and ``new`` on the first call,
+        ``new`` after that) and the extended K/V cache (n_layer, 2, b, h, n, e)."""
+        idx = torch.cat((condition, new), dim=1) if cache is None else new
+        logits, _, present = self.forward_with_past(idx, past=cache)
+        cache = present if cache is None else torch.cat((cache, present), dim=-2)
+        return logits, cache
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

@@ -6,8 +6,13 @@ module path so its YAML ``target:`` strings load.
 
 ``legacy_2021=True`` reproduces the numerics of the 2021 x-transformers copy the official
 checkpoints were trained with (norms and output projections with bias, unscaled absolute
-positions, ``to_logits`` with bias); original-format state dicts are converted on load
-(see :mod:`imagebart.modules.xtransformers.legacy`). Tested against x-transformers 2.31.
+positions, ``to_logits`` with bias); original-format state dicts are renamed by
+:mod:`imagebart.loading` before they reach the network. Tested against x-transformers 2.31.
+
+The denoising-network interface (shared with :class:`imagebart.modules.transformer.mingpt.GPT`):
+``input_vocabulary`` / ``output_vocabulary``, ``reads_x_t``, ``check_fits(length, n_cond)``,
+``teacher_forced(condition, x_prev)`` and ``decode_step(condition, new, cache)``, where
+``condition`` is the encoder input ``[t, (cond…), x_t]``.
 
 einops axes: b batch, n / s decoder / encoder positions, d model width, k codes (K).
 """
@@ -15,6 +20,7 @@ einops axes: b batch, n / s decoder / encoder positions, d model width, k codes 
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -22,10 +28,22 @@ from torch import nn
 from x_transformers import Decoder, Encoder, TransformerWrapper
 from x_transformers.x_transformers import AbsolutePositionalEmbedding, Attention, LayerIntermediates
 
-from imagebart.modules.xtransformers.legacy import convert_legacy_state_dict, is_legacy_state_dict
+from imagebart.modules.xtransformers.legacy import is_legacy_state_dict
 
-# x-transformers' per-layer K/V cache (self- and cross-attention) with its ``cache_length``
-DecoderCache = LayerIntermediates
+
+@dataclass
+class EncoderDecoderCache:
+    """What incremental decoding keeps between steps: the encoder states (computed once per
+    scale) and x-transformers' per-layer self- and cross-attention K/V (``layers.cache_length``)."""
+
+    context: torch.Tensor  # (b, s, d)
+    layers: LayerIntermediates
+
+    @property
+    def length(self) -> int:
+        """Decoder positions cached so far (sos included)."""
+        return self.layers.cache_length
+
 
 # options of the 2021 copy that released configs may set and that mean the same in 2.x
 _LEGACY_ALLOWED_OPTIONS = {"depth", "heads", "attn_dim_head", "attn_dropout", "ff_dropout",
@@ -139,14 +157,42 @@ class XTransformer(nn.Module):
                                       legacy_2021, with_logits=True)
         if tie_token_emb:
             self.decoder.token_emb = self.encoder.token_emb
-        self.register_load_state_dict_pre_hook(_convert_legacy_on_load)
+        self.sos_token = 0  # the decoder's start token; the denoiser sets its configured one
+        self.register_load_state_dict_pre_hook(_refuse_other_layout)
+
+    # the denoising-network interface
+
+    reads_x_t = True  # the encoder reads x_t (the decoder-only GPT of scale T does not)
 
     @property
-    def num_tokens(self) -> int:
+    def input_vocabulary(self) -> int:
+        """Token ids the encoder reads: scale, class and code tokens share them."""
+        return self.encoder.num_tokens
+
+    @property
+    def output_vocabulary(self) -> int:
         """K, the number of codes the decoder predicts."""
         return self.decoder.num_tokens
 
-    # full (teacher-forced) pass
+    vocabulary_keys = ("enc_num_tokens", "dec_num_tokens")  # config keys named in errors
+
+    def check_fits(self, length: int, n_cond: int) -> None:
+        """Encoder input ``[t, cond x n_cond, x_t]`` and L decoder positions must fit."""
+        if self.encoder.max_seq_len < 1 + n_cond + length:
+            raise ValueError(f"transformer_config.params.enc_max_seq_len={self.encoder.max_seq_len} cannot hold "
+                             f"[t, cond x{n_cond}, x_t] = {1 + n_cond + length} tokens")
+        if self.decoder.max_seq_len < length:
+            raise ValueError(f"transformer_config.params.dec_max_seq_len={self.decoder.max_seq_len} is shorter "
+                             f"than L={length} tokens per image")
+
+    def teacher_forced(self, condition: torch.Tensor, x_prev: torch.Tensor) -> torch.Tensor:
+        """Logits (b, n, k): position j predicts x_prev[:, j] from ``condition`` and x_prev[:, :j]."""
+        sos = torch.full_like(x_prev[:, :1], self.sos_token)
+        tgt = torch.cat((sos, x_prev), dim=1)[:, :-1]  # [sos, x_prev[:-1]]
+        logits, _ = self(condition, tgt)
+        return logits
+
+    # full pass
 
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Encoder states for ``src`` = ``[t, (cond…), x_t]``; compute once per scale."""
@@ -169,27 +215,29 @@ class XTransformer(nn.Module):
     # incremental decoding
 
     @torch.no_grad()
-    def decode_step(self, tgt: torch.Tensor, context: torch.Tensor,
-                    cache: DecoderCache | None = None, *, src: torch.Tensor | None = None,
-                    src_mask: torch.Tensor | None = None):
-        """Logits for the NEW decoder tokens ``tgt`` (b, m) and the extended cache.
+    def decode_step(self, condition: torch.Tensor, new: torch.Tensor,
+                    cache: EncoderDecoderCache | None = None):
+        """Logits (b, m, k) for the decoder inputs fed now, and the extended cache.
 
-        The first call (``cache=None``) takes the start tokens (e.g. ``[sos]``); later calls take
-        the tokens sampled since. Self-attention K/V are cached; cross-attention K/V over
-        ``context`` (from :meth:`encode`) are computed on the first call and reused.
-        ``src`` is needed by the residual-scaled variant (t and x_t are read from it).
+        The first call (``cache=None``) encodes ``condition`` and feeds ``[sos, *new]``; later
+        calls feed the tokens ``new`` (b, m) sampled since. The last logits predict the next
+        token. Self-attention K/V are cached; cross-attention K/V are computed once and reused.
         """
-        offset = cache.cache_length if exists(cache) else 0
+        if cache is None:
+            context = self.encode(condition)  # (b, s, d), once per scale
+            tgt = torch.cat((torch.full_like(condition[:, :1], self.sos_token), new), dim=1)
+            offset, layers, extra = 0, None, {}
+        else:
+            context, tgt, offset, layers = cache.context, new, cache.length, cache.layers
+            extra = {"input_not_include_cache": True, "cache_age": tgt.shape[1]}
         if offset + tgt.shape[1] > self.decoder.max_seq_len:
             raise ValueError(
                 f"decoder positions {offset}..{offset + tgt.shape[1] - 1} exceed "
                 f"dec_max_seq_len={self.decoder.max_seq_len}"
             )
-        extra = {} if cache is None else {"input_not_include_cache": True,
-                                          "cache_age": tgt.shape[1]}
-        logits, cache = self.decoder(tgt, context=context, context_mask=src_mask, cache=cache,
-                                     return_intermediates=True, **extra)  # (b, m, k)
-        return self.add_residual(logits, src, offset), cache
+        logits, layers = self.decoder(tgt, context=context, cache=layers, return_intermediates=True,
+                                      **extra)  # (b, m, k)
+        return self.add_residual(logits, condition, offset), EncoderDecoderCache(context, layers)
 
 
 # residual-scaled variant
@@ -199,8 +247,8 @@ class ResidualScaledXTransformer(XTransformer):
     """logits = exp(log_scalors[t-1]) · network logits + log(α_t·onehot(x_t) + (1-α_t)/K).
 
     t is read from ``src[:, scale_pos]`` and x_t from ``src[:, xt_start:xt_start+xt_size]``.
-    α comes from the denoiser through :meth:`set_alphas` (indexed by t, α_0 = 1) as in the
-    original; it is a non-persistent buffer, so it follows ``.to(device)`` but is not saved.
+    α_t comes from the denoiser's schedule (a shared module, attached with
+    :meth:`attach_schedule`), so it follows the model across devices and is never saved here.
     """
 
     def __init__(self, *, scale_pos: int, n_scales: int, xt_start: int, xt_size: int, **kwargs):
@@ -210,23 +258,18 @@ class ResidualScaledXTransformer(XTransformer):
         self.xt_start = xt_start
         self.xt_end = xt_start + xt_size
         self.log_scalors = nn.Parameter(torch.zeros(n_scales))
-        self.register_buffer("scale_alphas", None, persistent=False)
+        self.schedule = None
 
-    def set_alphas(self, alphas: torch.Tensor) -> None:
-        """α_t for t = 0..T (α_0 = 1), i.e. the schedule's ``alphas``; the denoiser calls this."""
-        alphas = torch.as_tensor(alphas, dtype=torch.float32).detach().clone()
-        if alphas.ndim != 1 or alphas.numel() < self.n_scales + 1:
-            raise ValueError(
-                f"set_alphas expects a 1-D tensor of alpha_0..alpha_T with T >= n_scales="
-                f"{self.n_scales}, got shape {tuple(alphas.shape)}"
-            )
-        self.scale_alphas = alphas.to(self.log_scalors.device)
+    def attach_schedule(self, schedule: nn.Module) -> None:
+        """Share the denoiser's :class:`~imagebart.diffusion.schedule.MultinomialSchedule`."""
+        if schedule.n_scales != self.n_scales:
+            raise ValueError(f"transformer_config.params.n_scales={self.n_scales} but the denoiser's schedule has "
+                             f"n_scales={schedule.n_scales}; set both to the same T")
+        self.schedule = schedule
 
     def add_residual(self, logits, src, offset):
-        if src is None:
-            raise ValueError("ResidualScaledXTransformer needs src (to read t and x_t)")
-        if self.scale_alphas is None:
-            raise RuntimeError("call set_alphas(alphas) before running ResidualScaledXTransformer")
+        if self.schedule is None:
+            raise RuntimeError("call attach_schedule(schedule) before running ResidualScaledXTransformer")
         t = src[:, self.scale_pos]  # (b,)  scale token in 1..T
         # checked once per pass (offset 0), not at every cached step: it syncs with the device
         if offset == 0 and ((t < 1).any() or (t > self.n_scales).any()):
@@ -234,35 +277,26 @@ class ResidualScaledXTransformer(XTransformer):
                 f"scale token at src[:, {self.scale_pos}] must be in 1..{self.n_scales}"
             )
         positions = slice(self.xt_start + offset, self.xt_start + offset + logits.shape[1])
-        x_t = F.one_hot(src[:, positions], self.num_tokens)  # (b, n, k)
-        alpha_t = self.scale_alphas.to(logits.device)[t].view(-1, 1, 1)  # (b, 1, 1)
-        residual = torch.log(alpha_t * x_t + (1 - alpha_t) / self.num_tokens)  # (b, n, k)
+        x_t = F.one_hot(src[:, positions], self.output_vocabulary)  # (b, n, k)
+        alpha_t = self.schedule.alphas[t].view(-1, 1, 1)  # (b, 1, 1)
+        residual = torch.log(alpha_t * x_t + (1 - alpha_t) / self.output_vocabulary)  # (b, n, k)
         scalors = torch.exp(self.log_scalors[t - 1]).view(-1, 1, 1)  # (b, 1, 1)
         return logits * scalors + residual
 
 
-# loading official checkpoints
+# state-dict layout
 
 
-def _convert_legacy_on_load(module, state_dict, prefix, *args):
-    """Rename 2021-format keys under ``prefix`` in place (legacy models) and catch a state dict
-    whose layout (2021 numerics or not) does not match how ``module`` was built."""
-    own = {k[len(prefix):]: k for k in state_dict if k.startswith(prefix)}
+def _refuse_other_layout(module, state_dict, prefix, *args):
+    """A state dict of the other numerics (2021 or 2.x) would load half its weights or fail
+    deep in torch: name the fix instead. Renaming 2021 checkpoints is imagebart.loading's job."""
+    own = [k[len(prefix):] for k in state_dict if k.startswith(prefix)]
     if is_legacy_state_dict(own):
-        if not module.legacy_2021:
-            raise ValueError(
-                "this state dict is in the original (2021 x-transformers) format; build the "
-                "transformer with legacy_2021: true to load it"
-            )
-        converted = convert_legacy_state_dict(
-            {k: state_dict.pop(full) for k, full in own.items()}, "xtransformer")
-        state_dict.update({prefix + k: v for k, v in converted.items()})
-        return
-    has_legacy_layout = "decoder.attn_layers.final_norm.bias" in own
-    has_new_layout = "decoder.attn_layers.final_norm.gamma" in own
-    if has_legacy_layout and not module.legacy_2021:
+        raise ValueError("this state dict uses the original's 2021 x-transformers names; load it through "
+                         "imagebart.loading (which renames it and builds the network with legacy_2021: true)")
+    if "decoder.attn_layers.final_norm.bias" in own and not module.legacy_2021:
         raise ValueError("this state dict comes from a legacy_2021 network (norms with bias); "
                          "build the transformer with legacy_2021: true to load it")
-    if has_new_layout and module.legacy_2021:
+    if "decoder.attn_layers.final_norm.gamma" in own and module.legacy_2021:
         raise ValueError("this state dict comes from a network built without legacy_2021; "
                          "set legacy_2021: false to load it")

@@ -1,0 +1,40 @@
+"""What a denoiser shows during training: inputs, x_{t-1} and x_t decoded, a one-scale sample,
+the forward chain x_0 -> x_T and (joint models) a full reverse chain x_T -> x_0."""
+
+from __future__ import annotations
+
+import torch
+
+from imagebart.images import make_grid
+
+
+@torch.no_grad()
+def denoiser_image_logs(model, batch, temperature=None, top_k=None, callback=None, n: int = 4, sample: bool = True,
+                        log_diffusion: bool = True, sample_full=None) -> dict:
+    """Images (B, 3, H, W) in [-1, 1] by name; ``sample_full`` defaults to "jointly trained"."""
+    temperature = 1.0 if temperature is None else temperature
+    x = model.get_input(batch, model.first_stage_key)[:n].to(model.device)
+    cond = model.get_conditioning(batch)[:n] if model.conditioner is not None else None
+    t = model.draw_scales(x.shape[0], x.device, force_random=True)  # (B,) any scale, to see them all
+    x0 = model.encode_tokens(x)  # (B, L)
+    example = model.corrupt(x0, t)
+    log = {"inputs": x}
+    if sample:
+        samples = model.sample_x_prev(example.x_t, t, cond, temperature=temperature, top_k=top_k, callback=callback)
+        log["samples_t"] = model.decode_tokens(samples)
+    log["reconstructions_t"] = model.decode_tokens(example.x_prev)
+    log["reconstructions_t+1"] = model.decode_tokens(example.x_t)
+    if log_diffusion:
+        images = model.decode_tokens(model.get_diffusion_row(model.get_h(x[:1])))  # (T+1, 3, H, W)
+        log["diffusion_row"] = make_grid(images, nrow=images.shape[0])[None]
+    if sample_full if sample_full is not None else model.single_scale is None:
+        tokens = torch.randint(0, model.num_codes, (1, model.tokens_per_image), device=model.device)  # x_T
+        images = [model.decode_tokens(tokens)]
+        for step in range(model.n_scales, 0, -1):
+            t_step = torch.full((1,), step, dtype=torch.long, device=model.device)
+            tokens = model.sample_x_prev(tokens, t_step, None if cond is None else cond[:1],
+                                         temperature=temperature, top_k=top_k)
+            images.append(model.decode_tokens(tokens))
+        images = torch.cat(images)
+        log["denoise_row"] = make_grid(images, nrow=images.shape[0])[None]
+    return log
