@@ -1,7 +1,6 @@
 """scripts/inpaint_imagebart.py under streamlit's AppTest on a tiny chain (config via the env var)."""
 
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +9,10 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sampling"))  # the shared tiny chain writer
-from tiny_chain import IMAGE_SIZE, write_chain  # noqa: E402
+from tiny_chain import IMAGE_SIZE, write_chain
 
-from imagebart.apps.controls import CONFIG_ENV  # noqa: E402
-from imagebart.apps.examples import example_image, validation_examples  # noqa: E402
+from imagebart.apps.controls import CONFIG_ENV
+from imagebart.apps.examples import example_image, validation_examples
 
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "inpaint_imagebart.py"

@@ -1,17 +1,15 @@
 """scripts/sample_imagebart.py under streamlit's AppTest on a tiny chain (config via the env var)."""
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sampling"))  # the shared tiny chain writer
-from tiny_chain import IMAGE_SIZE, K, T, write_chain  # noqa: E402
+from tiny_chain import IMAGE_SIZE, K, T, write_chain
 
-from imagebart.apps.controls import CONFIG_ENV  # noqa: E402
-from imagebart.sampling.batch import batch_seed  # noqa: E402
-from imagebart.sampling.chain import ImageBARTChain  # noqa: E402
+from imagebart.apps.controls import CONFIG_ENV
+from imagebart.sampling.batch import batch_seed
+from imagebart.sampling.chain import ImageBARTChain
 
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "sample_imagebart.py"
