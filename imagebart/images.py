@@ -9,6 +9,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+# the suffixes read as images wherever a folder is scanned (datasets, the inpaint CLI); PIL reads them all
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+
 
 def make_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 0.0) -> torch.Tensor:
     """Tile a batch (B, C, H, W) into one (C, H', W') image, row-major, ``nrow`` per row."""
@@ -43,3 +46,4 @@ def save_image(image: torch.Tensor, path: str | Path) -> Path:
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
     """Write a batch (B, C, H, W) in [-1, 1] as one grid PNG."""
     return save_image(make_grid(images.detach().float().cpu(), nrow=nrow, pad_value=1.0), path)
+

@@ -15,9 +15,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from imagebart.data.base import preprocess_image
+from imagebart.images import IMAGE_SUFFIXES
 from imagebart.sampling.masks import latent_mask, mask_from_image
 
-IMAGE_TYPES = ("png", "jpg", "jpeg", "bmp", "webp", "gif", "tif", "tiff")
+IMAGE_TYPES = tuple(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES)  # st.file_uploader's form: no dot
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 FLATTEN_ONTO = (255, 255, 255)  # transparent pixels become white
 MAX_PIXELS = 64_000_000  # refuse bigger uploads instead of decoding them

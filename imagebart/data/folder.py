@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Sequence
 
 from imagebart.data.base import DataNotFoundError, ImagePaths, read_file_list
+from imagebart.images import IMAGE_SUFFIXES
 
 logger = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def scan_images(root: Path, extensions: Sequence[str]) -> list[Path]:
@@ -43,7 +42,7 @@ class ImageFolder(ImagePaths):
         size: int | None = 256,
         flip_p: float = 0.0,
         labels_from_subfolders: bool = False,
-        extensions: Sequence[str] = IMAGE_EXTENSIONS,
+        extensions: Sequence[str] = IMAGE_SUFFIXES,
         interpolation: str = "bicubic",
     ):
         self.root = Path(root)

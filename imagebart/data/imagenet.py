@@ -25,12 +25,12 @@ from typing import Any, Mapping
 import numpy as np
 
 from imagebart.data.base import DataNotFoundError, ImagePaths, read_file_list
+from imagebart.images import IMAGE_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
 # taming leaves this file out of its lists; so do we, to keep the same indices
 IGNORED_FILES = {"n06596364_9591.JPEG"}
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 
 
 def default_root(name: str) -> Path:
