@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from imagebart.sampling.config import load_sampling_config
-from imagebart.util import instantiate_from_config
+from imagebart.util import instantiate_from_config, is_integer
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def example_image(examples: Examples, index: int, size: int) -> torch.Tensor:
     """Item ``index`` as (1, 3, size, size) in [-1, 1] (resized when the dataset's size differs)."""
     if examples.dataset is None:
         raise ValueError(f"no dataset examples: {examples.reason}")
-    if isinstance(index, bool) or not 0 <= int(index) < len(examples):
+    if not is_integer(index) or not 0 <= index < len(examples):
         raise ValueError(f"example index must lie in 0..{len(examples) - 1}, got {index!r}")
     array = np.asarray(examples.dataset[int(index)]["image"], dtype=np.float32)  # (H, W, 3) in [-1, 1]
     if array.ndim != 3 or array.shape[-1] != 3:

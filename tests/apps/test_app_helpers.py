@@ -1,8 +1,6 @@
 """The apps' streamlit-free logic: config path, schedules, uploads, masks, dataset examples, display."""
 
 import io
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,16 +8,16 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sampling"))  # the shared tiny chain writer
-from tiny_chain import IMAGE_SIZE, SIDE, write_chain  # noqa: E402
+from tiny_chain import IMAGE_SIZE, SIDE, write_chain
 
-from imagebart.apps.controls import (  # noqa: E402
-    CONFIG_ENV, build_schedule, class_label_value, config_path_from, format_values, parse_values, runs_seeds,
+from imagebart.apps.controls import (
+    CONFIG_ENV, build_schedule, class_label_value, config_path_from, format_values, runs_seeds,
 )
-from imagebart.apps.display import enlarge, frame, grid_array, mask_array, png_bytes  # noqa: E402
-from imagebart.apps.examples import class_names, example_image, validation_examples  # noqa: E402
-from imagebart.apps.uploads import UploadError, check_mask, read_image_upload, read_mask_upload  # noqa: E402
-from imagebart.sampling.masks import centre_window, keep_all, edit_all  # noqa: E402
+from imagebart.apps.display import enlarge, frame, grid_array, mask_array, png_bytes
+from imagebart.apps.examples import class_names, example_image, validation_examples
+from imagebart.apps.uploads import UploadError, check_mask, read_image_upload, read_mask_upload
+from imagebart.cli.common import parse_scale_values
+from imagebart.sampling.masks import centre_window, keep_all, edit_all
 
 SCRIPT = "scripts/sample_imagebart.py"
 
@@ -75,7 +73,7 @@ def test_schedule_errors_name_the_problem(mode, kwargs, message):
 
 
 def test_parse_values_and_labels_and_seeds():
-    assert parse_values("0.5", False, "t") == [0.5]
+    assert parse_scale_values("0.5", "t") == [0.5]
     assert class_label_value("random") == "random" and class_label_value("label", 3) == 3
     with pytest.raises(ValueError, match="whole number"):
         class_label_value("label", 2.5)

@@ -1,0 +1,142 @@
+"""What every command line shares: per-scale values, class labels, device, logging, errors.
+
+Per-scale values are written the same way on every command line and in the apps: one number,
+or a comma-separated list with one number per scale in SAMPLING order (scale T first). Range
+checks (top-k >= 1, temperature > 0, ...) stay with the chain, which knows T and K.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from typing import Any, Callable, Optional
+
+import torch
+
+from imagebart.config import ConfigError
+from imagebart.util import default_device
+
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+NONE_WORDS = ("none", "config")  # "use the config's value" in a per-scale list
+INPUT_ERRORS = (ValueError, TypeError, FileNotFoundError, ConfigError)  # the user's mistake, not a bug
+EXIT_USAGE = 2  # argparse's exit code for bad input, used for every input error
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
+
+
+# per-scale values
+
+
+def parse_number(item: str, name: str, integer: bool = False, text: Optional[str] = None):
+    """One finite number (a whole one if ``integer``); the message names ``name`` and the bad entry."""
+    source = item if text is None else text
+    try:
+        value = float(item)
+    except ValueError:
+        raise ValueError(f"{name}: cannot read {source!r}: {item!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: cannot read {source!r}: {item!r} is not a finite number")
+    if not integer:
+        return value
+    if not value.is_integer():
+        raise ValueError(f"{name}: cannot read {source!r}: {item!r} is not a whole number")
+    try:
+        return int(item)  # exact, also beyond float precision
+    except ValueError:
+        return int(value)  # "5.0", "1e3"
+
+
+def parse_scale_values(text: str, name: str, integer: bool = False, allow_none: bool = False) -> list:
+    """``"10, 20,30"`` -> [10, 20, 30]; with ``allow_none``, ``none``/``config`` entries become None."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{name}: enter one number per scale, separated by commas")
+    items = [item.strip() for item in text.split(",")]
+    if any(not item for item in items):
+        raise ValueError(f"{name}: empty entry in {text!r} (separate the values by single commas)")
+    return [None if allow_none and item.lower() in NONE_WORDS else parse_number(item, name, integer, text)
+            for item in items]
+
+
+def per_scale_option(text: Optional[str], name: str, integer: bool = False):
+    """A command-line schedule: absent -> None (the config's value), one value -> that value for
+    every scale, several -> one per scale (scale T first)."""
+    if text is None:
+        return None
+    values = parse_scale_values(text, name, integer, allow_none=True)
+    return values[0] if len(values) == 1 else values
+
+
+def parse_class_label(text: Optional[str]):
+    """``"3"`` -> 3, ``"1,2,3"`` -> [1, 2, 3] (cycled over the images), ``"random"``, or None."""
+    if text is None:
+        return None
+    if text.strip().lower() == "random":
+        return "random"
+    try:
+        values = [int(item) for item in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--class_label: expected an int, a comma-separated list of ints or 'random', "
+                         f"got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+# device
+
+
+def resolve_device(name: Optional[str]) -> torch.device:
+    """``--device``: None -> :func:`imagebart.util.default_device`; a device this machine lacks is
+    an input error here, before any model is loaded."""
+    if name is None:
+        return default_device()
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"--device {name}: not a torch device ({err}); use e.g. cpu, cuda or cuda:1") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                             f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {name}: MPS is not available here; use --device cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name}: expected cpu, cuda[:index] or mps")
+    return device
+
+
+# logging and errors
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """INFO lines from the package on stderr; leaves handlers someone else installed (pytest, a
+    notebook) alone."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level, format=LOG_FORMAT)
+    logging.getLogger("imagebart").setLevel(level)
+
+
+def error_message(err: BaseException) -> str:
+    """The text of an error (a KeyError's str() would add quotes around it)."""
+    if isinstance(err, KeyError) and err.args:
+        return str(err.args[0])
+    return str(err)
+
+
+def run_cli(prog: str, body: Callable[[], Any], debug: bool = False, extra_errors: tuple = (),
+            hint: str = "") -> Any:
+    """Run a command's body: input errors end as one ``<prog>: error: <message>`` line on stderr
+    and exit code 2 (as argparse does for bad arguments), Ctrl-C as one line and 130; no
+    traceback unless ``debug``. Returns what ``body`` returns."""
+    try:
+        return body()
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        sys.stderr.write(f"{prog}: interrupted\n")
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    except INPUT_ERRORS + tuple(extra_errors) as err:
+        if debug:
+            raise
+        sys.stderr.write(f"{prog}: error: {error_message(err)}{hint}\n")
+        raise SystemExit(EXIT_USAGE) from None
