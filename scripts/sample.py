@@ -5,15 +5,12 @@
         -n 1000 --batch_size 25 --class_label random --top_k 100,200,300,400 --precision bf16
 
 Writes <outdir>/samples/*.png, grid.png, tokens.npz and settings.json; see
-``imagebart.sampling.batch`` for the layout and the resume rule.
+``imagebart.sampling.batch`` for the layout and the resume rule, ``imagebart.cli.sample`` for the options.
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
-
-from imagebart.sampling.batch import main  # noqa: E402
+from imagebart.cli.sample import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""scripts/sample.py end to end on a tiny chain: files, settings, resume, argument errors."""
+"""scripts/sample.py (imagebart.cli.sample) end to end on a tiny chain: files, settings, resume, argument errors."""
 
 import json
 import subprocess
@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent / "sampling"))
-from tiny_chain import IMAGE_SIZE, K, L, write_chain  # noqa: E402
+from tiny_chain import IMAGE_SIZE, K, L, write_chain
 
-from imagebart.images import to_uint8  # noqa: E402
-from imagebart.sampling.batch import batch_seed, main  # noqa: E402
-from imagebart.sampling.chain import ImageBARTChain  # noqa: E402
+from imagebart.cli.sample import main
+from imagebart.images import to_uint8
+from imagebart.sampling.batch import batch_seed
+from imagebart.sampling.chain import ImageBARTChain
 
 REPO = Path(__file__).resolve().parents[1]
 

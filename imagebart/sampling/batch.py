@@ -1,4 +1,4 @@
-"""Batch sampling to disk (``scripts/sample.py``): PNGs, a grid, tokens and the exact settings.
+"""Batch sampling to disk: PNGs, a grid, tokens and the exact settings (``scripts/sample.py``).
 
 Layout of ``--outdir``::
 
@@ -15,17 +15,15 @@ and writes only the missing PNGs.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
 import math
 import os
 import platform
-import sys
 from importlib.metadata import version
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -33,6 +31,7 @@ from PIL import Image
 
 import imagebart
 from imagebart.images import save_grid, save_image
+from imagebart.util import check_positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -40,39 +39,7 @@ PRECISIONS = ("32", "bf16", "16")
 GRID_MAX_IMAGES = 64
 
 
-# argument parsing helpers
-
-
-def parse_per_scale(text: Optional[str], name: str, cast: Callable):
-    """``"5"`` -> 5, ``"5,4,3"`` -> [5, 4, 3] (one per scale, sampling order); ``"none"`` -> None."""
-    if text is None:
-        return None
-    items = [item.strip() for item in str(text).split(",")]
-    values = []
-    for item in items:
-        if item.lower() in ("none", "config"):
-            values.append(None)
-            continue
-        try:
-            values.append(cast(item))
-        except ValueError:
-            raise ValueError(f"{name}: cannot read {item!r} as {cast.__name__} (expected one value or a "
-                             f"comma-separated list with one value per scale, scale T first)") from None
-    return values[0] if len(values) == 1 else values
-
-
-def parse_class_label(text: Optional[str]):
-    """``"3"`` -> 3, ``"1,2,3"`` -> [1, 2, 3] (cycled over the images), ``"random"``, or None."""
-    if text is None:
-        return None
-    if text.strip().lower() == "random":
-        return "random"
-    try:
-        values = [int(item) for item in text.split(",")]
-    except ValueError:
-        raise ValueError(f"--class_label: expected an int, a comma-separated list of ints or 'random', "
-                         f"got {text!r}") from None
-    return values[0] if len(values) == 1 else values
+# helpers
 
 
 def batch_seed(seed: int, index: int) -> int:
@@ -165,9 +132,8 @@ def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, 
 
     ``progress_for_batch(index, n_batches)`` may return a ``progress(t, step, steps)`` callback.
     """
-    for name, value in (("n", n), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_int("n", n)
+    check_positive_int("batch_size", batch_size)
     if isinstance(class_label, list) and chain.is_conditional and len(class_label) > n:
         raise ValueError(f"--class_label lists {len(class_label)} labels for {n} images")
     outdir = Path(outdir)
@@ -228,99 +194,3 @@ def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, 
                "batches_already_done": done, "images_written": written}
     logger.info("%s", summary)
     return summary
-
-
-# command line
-
-
-def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="scripts/sample.py",
-        description="Sample images from a chain of ImageBART scales (sampling config: checkpoints + configs, "
-                    "scale 1 first) into --outdir; re-running the same command resumes an interrupted run.")
-    parser.add_argument("--config", required=True, help="sampling config YAML (e.g. configs/sampling/demo.yaml)")
-    parser.add_argument("-n", "--n_samples", type=int, default=16, help="number of images")
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0, help="batch k is seeded from (seed, k)")
-    parser.add_argument("--top_k", default=None,
-                        help="one value or one per scale, comma-separated, in sampling order (scale T first); "
-                             "default: each scale config's top_k")
-    parser.add_argument("--temperature", default="1.0",
-                        help="one value or one per scale, comma-separated, in sampling order (scale T first)")
-    parser.add_argument("--class_label", default=None,
-                        help="class-conditional chains: an int, a comma-separated list (cycled over the images) "
-                             "or 'random'")
-    parser.add_argument("--outdir", default="samples", help="output folder (default: ./samples)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--precision", default="32", choices=PRECISIONS,
-                        help="32 (float32), bf16 (autocast, CUDA or CPU) or 16 (float16 autocast, CUDA only)")
-    parser.add_argument("--offload", action="store_true",
-                        help="keep the scales not being run on the CPU (saves accelerator memory)")
-    parser.add_argument("--no_ema", action="store_true", help="sample with the raw instead of the EMA weights")
-    parser.add_argument("--no_cache", action="store_true",
-                        help="re-run the full prefix at every token (the original's slow sampler)")
-    return parser
-
-
-def _tqdm_progress(index: int, n_batches: int):
-    from tqdm import tqdm
-
-    bars = {}
-
-    def progress(t: int, step: int, steps: int) -> None:
-        if t not in bars:
-            bars[t] = tqdm(total=steps, desc=f"batch {index + 1}/{n_batches}, scale {t}", leave=False,
-                           unit="tok", file=sys.stderr)
-        bars[t].update(step - bars[t].n)
-        if step >= steps:
-            bars.pop(t).close()
-
-    return progress
-
-
-def resolve_device(name: Optional[str]) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ValueError(f"--device: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return device
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    from imagebart.sampling.chain import ImageBARTChain
-    from imagebart.sampling.config import load_sampling_config
-
-    parser = get_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if args.n_samples < 1 or args.batch_size < 1:
-            raise ValueError(f"-n and --batch_size must be >= 1, got {args.n_samples} and {args.batch_size}")
-        top_k = parse_per_scale(args.top_k, "--top_k", int)
-        temperature = parse_per_scale(args.temperature, "--temperature", float)
-        if temperature is None:
-            raise ValueError("--temperature needs a number (or one per scale)")
-        class_label = parse_class_label(args.class_label)
-        device = resolve_device(args.device)
-        if args.precision == "16" and device.type != "cuda":
-            raise ValueError(f"--precision 16 needs a CUDA device (got {device}); use 32 or bf16")
-        paths = load_sampling_config(args.config)
-        chain = ImageBARTChain.from_sampling_config(paths, device=device, ema=not args.no_ema,
-                                                    offload=args.offload)
-        if class_label is None and chain.is_conditional:
-            raise ValueError(f"the chain is class-conditional: pass --class_label (0..{chain.n_classes - 1}, "
-                             "a comma-separated list, or random)")
-        settings = sampling_settings(chain, paths, args.n_samples, args.batch_size, args.seed, top_k, temperature,
-                                     class_label, args.precision, not args.no_cache, not args.no_ema, args.offload)
-        summary = run_sampling(chain, args.outdir, args.n_samples, args.batch_size, args.seed, top_k=top_k,
-                               temperature=temperature, class_label=class_label, precision=args.precision,
-                               use_cache=not args.no_cache, settings=settings, progress_for_batch=_tqdm_progress)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
-    logger.info("wrote %d images to %s (%d batches sampled, %d already done)", summary["images_written"],
-                Path(args.outdir) / "samples", summary["batches_sampled"], summary["batches_already_done"])
-    return 0

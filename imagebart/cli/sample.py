@@ -1,0 +1,97 @@
+"""``scripts/sample.py``: sample a chain into a folder, resumably (see :mod:`imagebart.sampling.batch`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from imagebart.cli.common import configure_logging, parse_class_label, per_scale_option, resolve_device, run_cli
+from imagebart.sampling.batch import PRECISIONS, run_sampling, sampling_settings
+
+logger = logging.getLogger(__name__)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scripts/sample.py",
+        description="Sample images from a chain of ImageBART scales (sampling config: checkpoints + configs, "
+                    "scale 1 first) into --outdir; re-running the same command resumes an interrupted run.")
+    parser.add_argument("--config", required=True, help="sampling config YAML (e.g. configs/sampling/demo.yaml)")
+    parser.add_argument("-n", "--n_samples", type=int, default=16, help="number of images")
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0, help="batch k is seeded from (seed, k)")
+    parser.add_argument("--top_k", default=None,
+                        help="one value or one per scale, comma-separated, in sampling order (scale T first); "
+                             "default: each scale config's top_k")
+    parser.add_argument("--temperature", default="1.0",
+                        help="one value or one per scale, comma-separated, in sampling order (scale T first)")
+    parser.add_argument("--class_label", default=None,
+                        help="class-conditional chains: an int, a comma-separated list (cycled over the images) "
+                             "or 'random'")
+    parser.add_argument("--outdir", default="samples", help="output folder (default: ./samples)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--precision", default="32", choices=PRECISIONS,
+                        help="32 (float32), bf16 (autocast, CUDA or CPU) or 16 (float16 autocast, CUDA only)")
+    parser.add_argument("--offload", action="store_true",
+                        help="keep the scales not being run on the CPU (saves accelerator memory)")
+    parser.add_argument("--no_ema", action="store_true", help="sample with the raw instead of the EMA weights")
+    parser.add_argument("--no_cache", action="store_true",
+                        help="re-run the full prefix at every token (the original's slow sampler)")
+    return parser
+
+
+def tqdm_progress(index: int, n_batches: int):
+    """A ``progress(t, step, steps)`` callback for batch ``index``: one tqdm bar per scale on stderr."""
+    from tqdm import tqdm
+
+    bars = {}
+
+    def progress(t: int, step: int, steps: int) -> None:
+        if t not in bars:
+            bars[t] = tqdm(total=steps, desc=f"batch {index + 1}/{n_batches}, scale {t}", leave=False,
+                           unit="tok", file=sys.stderr)
+        bars[t].update(step - bars[t].n)
+        if step >= steps:
+            bars.pop(t).close()
+
+    return progress
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Check the arguments, load the chain and sample; returns :func:`run_sampling`'s summary."""
+    from imagebart.sampling.chain import ImageBARTChain
+    from imagebart.sampling.config import load_sampling_config
+
+    if args.n_samples < 1 or args.batch_size < 1:
+        raise ValueError(f"-n and --batch_size must be >= 1, got {args.n_samples} and {args.batch_size}")
+    top_k = per_scale_option(args.top_k, "--top_k", integer=True)
+    temperature = per_scale_option(args.temperature, "--temperature")
+    if temperature is None:
+        raise ValueError("--temperature needs a number (or one per scale)")
+    class_label = parse_class_label(args.class_label)
+    device = resolve_device(args.device)
+    if args.precision == "16" and device.type != "cuda":
+        raise ValueError(f"--precision 16 needs a CUDA device (got {device}); use 32 or bf16")
+    paths = load_sampling_config(args.config)
+    chain = ImageBARTChain.from_sampling_config(paths, device=device, ema=not args.no_ema, offload=args.offload)
+    if class_label is None and chain.is_conditional:
+        raise ValueError(f"the chain is class-conditional: pass --class_label (0..{chain.n_classes - 1}, "
+                         "a comma-separated list, or random)")
+    settings = sampling_settings(chain, paths, args.n_samples, args.batch_size, args.seed, top_k, temperature,
+                                 class_label, args.precision, not args.no_cache, not args.no_ema, args.offload)
+    return run_sampling(chain, args.outdir, args.n_samples, args.batch_size, args.seed, top_k=top_k,
+                        temperature=temperature, class_label=class_label, precision=args.precision,
+                        use_cache=not args.no_cache, settings=settings, progress_for_batch=tqdm_progress)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    configure_logging()
+    summary = run_cli(parser.prog, lambda: run(args))
+    logger.info("wrote %d images to %s (%d batches sampled, %d already done)", summary["images_written"],
+                Path(args.outdir) / "samples", summary["batches_sampled"], summary["batches_already_done"])
+    return 0
