@@ -1,26 +1,14 @@
-"""scripts/inpaint.py end to end on a tiny chain: the files it writes and its error messages."""
+"""scripts/inpaint.py (imagebart.cli.inpaint) end to end on a tiny chain: the files it writes and its error messages."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent / "sampling"))  # the shared tiny chain writer
-from tiny_chain import IMAGE_SIZE, write_chain  # noqa: E402
+from tiny_chain import IMAGE_SIZE, write_chain
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "inpaint.py"
-
-
-@pytest.fixture(scope="module")
-def inpaint():
-    spec = importlib.util.spec_from_file_location("inpaint_cli", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from imagebart.cli import inpaint
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +32,7 @@ def read(path):
     return np.asarray(Image.open(path))
 
 
-def test_folder_with_preset_mask(inpaint, sampling_config, images, tmp_path):
+def test_folder_with_preset_mask(sampling_config, images, tmp_path):
     outdir = tmp_path / "out"
     assert inpaint.main(["--config", str(sampling_config), "--image", str(images), "--mask", "centre:0.5",
                          "-n", "3", "--batch_size", "2", "--chain_length", "1,2,1", "--top_k", "8",
@@ -66,7 +54,7 @@ def test_folder_with_preset_mask(inpaint, sampling_config, images, tmp_path):
         assert settings["chain_length"] == [1, 2, 1] and settings["chain"]["n_scales"] == 3
 
 
-def test_mask_file_and_reproducible_seed(inpaint, sampling_config, images, tmp_path):
+def test_mask_file_and_reproducible_seed(sampling_config, images, tmp_path):
     mask = np.zeros((50, 50), np.uint8)
     mask[:25] = 255  # keep the upper half
     Image.fromarray(mask).save(tmp_path / "mask.png")
@@ -89,7 +77,7 @@ def test_mask_file_and_reproducible_seed(inpaint, sampling_config, images, tmp_p
     (["--chain_length", "1,2"], "chain_length"),
     (["--image", "NOWHERE"], "no such file or folder"),
 ])
-def test_errors_name_the_problem(inpaint, sampling_config, images, tmp_path, capsys, extra, message):
+def test_errors_name_the_problem(sampling_config, images, tmp_path, capsys, extra, message):
     argv = ["--config", str(sampling_config), "--image", str(images / "square.jpg"), "--outdir",
             str(tmp_path / "out"), "--device", "cpu", "-n", "1"]
     argv += [str(images / "notes.txt") if a == "NOTES" else str(tmp_path / "nowhere") if a == "NOWHERE" else a
