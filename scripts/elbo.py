@@ -1,77 +1,14 @@
 """Negative ELBO of a stacked chain, in bits per token and per image dimension.
 
     python scripts/elbo.py --config configs/sampling/demo.yaml [--max_batches 8]
+    python scripts/elbo.py --config configs/sampling/demo.yaml --data my_data.yaml --json elbo.json
 
-Each scale is evaluated with its EMA weights on the validation split of scale 1's training
-config (or ``--data``, a YAML file with a dataset ``{target, params}``); the terms are summed
-as in :mod:`imagebart.metrics`.
+Options: ``python scripts/elbo.py --help`` (``imagebart.cli.elbo``).
 """
 
-from __future__ import annotations
-
-import argparse
-import itertools
-import json
-import logging
 import sys
 
-import torch
-from omegaconf import OmegaConf
-from torch.utils.data import DataLoader
-
-from imagebart.metrics import chain_elbo
-from imagebart.sampling.chain import ImageBARTChain
-from imagebart.sampling.config import load_sampling_config
-from imagebart.util import instantiate_from_config
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="sampling config listing the chain's checkpoints and configs")
-    parser.add_argument("--data", default=None, help="YAML with a dataset {target, params}; default: scale 1's validation data")
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--max_batches", type=int, default=None, help="evaluate on at most this many batches per scale")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the forward-process draws")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    return parser.parse_args(argv)
-
-
-def dataset_config(args):
-    if args.data is not None:
-        return OmegaConf.load(args.data)
-    scale1 = load_sampling_config(args.config).load_scale_config(0)
-    try:
-        return scale1.data.params.validation
-    except Exception as err:  # noqa: BLE001 - any missing key means the same thing here
-        raise ValueError(f"scale 1's config has no data.params.validation; pass --data ({err})") from err
-
-
-def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    chain = ImageBARTChain.from_sampling_config(args.config, device=device)
-    dataset = instantiate_from_config(dataset_config(args))
-    image_size = int(dataset[0]["image"].shape[0])
-
-    def batches_for_scale(t):
-        torch.manual_seed(args.seed + t)  # the same forward-process draws on every run
-        model = chain.model_for_scale(t)
-        loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False)
-        for batch in itertools.islice(loader, args.max_batches):
-            yield {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-
-    models = [chain.model_for_scale(t) for t in range(1, chain.n_scales + 1)]
-    report = chain_elbo(models, batches_for_scale, image_size)
-    print(report.table())
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"terms_nats_per_token": report.terms, "prior_nats_per_token": report.prior,
-                       "nats_per_token": report.nats_per_token, "bits_per_token": report.bits_per_token,
-                       "bits_per_dim": report.bits_per_dim, "examples_per_scale": report.batches}, handle, indent=2)
-    return 0
-
+from imagebart.cli.elbo import main
 
 if __name__ == "__main__":
     sys.exit(main())

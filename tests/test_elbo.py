@@ -2,19 +2,13 @@
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+from tiny_chain import IMAGE_SIZE, K, L, write_chain
 
+from imagebart.cli import elbo
 from imagebart.metrics import ElboReport, prior_kl
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "sampling"))
-from tiny_chain import IMAGE_SIZE, K, L, write_chain  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import elbo  # noqa: E402
 
 
 def test_prior_kl_is_zero_for_pure_noise_and_log_k_for_no_noise():

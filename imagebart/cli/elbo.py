@@ -1,0 +1,84 @@
+"""Negative ELBO of a stacked chain, in bits per token and per image dimension.
+
+    python scripts/elbo.py --config configs/sampling/demo.yaml [--max_batches 8]
+
+Each scale is evaluated with its EMA weights on the validation split of scale 1's training
+config (or ``--data``, a YAML file with a dataset ``{target, params}``); the terms are summed
+as in :mod:`imagebart.metrics`. The table on stdout is the command's result (progress and
+problems go to the log on stderr), so it can be piped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import sys
+from typing import Optional, Sequence
+
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
+
+from imagebart.cli.common import configure_logging, resolve_device, run_cli
+from imagebart.metrics import chain_elbo
+from imagebart.sampling.chain import ImageBARTChain
+from imagebart.sampling.config import load_sampling_config
+from imagebart.util import instantiate_from_config
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scripts/elbo.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="sampling config listing the chain's checkpoints and configs")
+    parser.add_argument("--data", default=None,
+                        help="YAML with a dataset {target, params}; default: scale 1's validation data")
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--max_batches", type=int, default=None, help="evaluate on at most this many batches per scale")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the forward-process draws")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    return parser
+
+
+def dataset_config(args: argparse.Namespace):
+    if args.data is not None:
+        return OmegaConf.load(args.data)
+    scale1 = load_sampling_config(args.config).load_scale_config(0)
+    try:
+        return scale1.data.params.validation
+    except Exception as err:  # noqa: BLE001 - any missing key means the same thing here
+        raise ValueError(f"scale 1's config has no data.params.validation; pass --data ({err})") from err
+
+
+def run(args: argparse.Namespace) -> None:
+    """Evaluate every scale and write the table (and the JSON figures)."""
+    chain = ImageBARTChain.from_sampling_config(args.config, device=resolve_device(args.device))
+    dataset = instantiate_from_config(dataset_config(args))
+    image_size = int(dataset[0]["image"].shape[0])
+
+    def batches_for_scale(t):
+        torch.manual_seed(args.seed + t)  # the same forward-process draws on every run
+        model = chain.model_for_scale(t)
+        loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False)
+        for batch in itertools.islice(loader, args.max_batches):
+            yield {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    models = [chain.model_for_scale(t) for t in range(1, chain.n_scales + 1)]
+    report = chain_elbo(models, batches_for_scale, image_size)
+    sys.stdout.write(report.table() + "\n")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"terms_nats_per_token": report.terms, "prior_nats_per_token": report.prior,
+                       "nats_per_token": report.nats_per_token, "bits_per_token": report.bits_per_token,
+                       "bits_per_dim": report.bits_per_dim, "examples_per_scale": report.batches}, handle, indent=2)
+        logging.getLogger(__name__).info("wrote %s", args.json)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    configure_logging()
+    run_cli(parser.prog, lambda: run(args))
+    return 0
