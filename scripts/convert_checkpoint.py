@@ -6,12 +6,12 @@
     # the VQGAN weights alone, from a VQGAN training run or from any denoiser checkpoint
     python scripts/convert_checkpoint.py logs/<run>/checkpoints/last.ckpt models/demo/vqgan.ckpt --first_stage_only
 
-Loading is safe (no arbitrary unpickling); 2021 x-transformers names become ours.
+Options: ``python scripts/convert_checkpoint.py --help`` (``imagebart.cli.convert``).
 """
 
 import sys
 
-from imagebart.checkpoint_convert import cli
+from imagebart.cli.convert import main
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(main())
