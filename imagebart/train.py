@@ -1,14 +1,12 @@
-"""The training entry point behind ``main.py``: the original's CLI on Lightning 2.
+"""Training behind ``main.py``: the original's runs on Lightning 2.
 
-``python main.py --base a.yaml [b.yaml ...] -t --gpus 0,`` merges the configs left to right,
-applies ``key.sub=value`` overrides, builds model, data and trainer from the config, and trains
-into ``<logdir>/<YYYY-MM-DDTHH-MM-SS>_<name>/``. :func:`main` takes an argv list so tests call it
-directly.
+:func:`train` merges the configs left to right, applies ``key.sub=value`` overrides, builds model,
+data and trainer from the config, and trains into ``<logdir>/<YYYY-MM-DDTHH-MM-SS>_<name>/``.
+It takes options already parsed (by :mod:`imagebart.cli.train`, or built by hand in a notebook).
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import inspect
 import logging
@@ -25,90 +23,20 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from imagebart.config import ConfigError, check_training_config, merge_configs
-from imagebart.util import instantiate_from_config
+from imagebart.util import instantiate_from_config, is_integer
 
 logger = logging.getLogger("imagebart")
 
 RUN_TIMESTAMP_ENV = "IMAGEBART_RUN_TIMESTAMP"
 
 
-# command line
-
-
-def str2bool(value) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value.lower() in ("yes", "true", "t", "y", "1"):
-        return True
-    if value.lower() in ("no", "false", "f", "n", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {value!r}")
-
-
-def int_or_float(value: str) -> int | float:
-    """Lightning's ``limit_*_batches`` / ``val_check_interval``: an int count or a float fraction."""
-    return float(value) if any(c in value for c in ".eE") else int(value)
-
-
-# Trainer options accepted as ``--name value`` (Lightning 2 has no add_argparse_args)
-TRAINER_OPTIONS: dict[str, Any] = {
-    "max_steps": int,
-    "max_epochs": int,
-    "min_steps": int,
-    "min_epochs": int,
-    "precision": str,
-    "accumulate_grad_batches": int,
-    "limit_train_batches": int_or_float,
-    "limit_val_batches": int_or_float,
-    "limit_test_batches": int_or_float,
-    "val_check_interval": int_or_float,
-    "check_val_every_n_epoch": int,
-    "num_sanity_val_steps": int,
-    "log_every_n_steps": int,
-    "gradient_clip_val": float,
-    "num_nodes": int,
-    "accelerator": str,
-    "devices": str,
-    "strategy": str,
-    "benchmark": str2bool,
-    "deterministic": str2bool,
-    "enable_progress_bar": str2bool,
-}
+# Lightning 2 trainer settings
 
 # Lightning 1.x trainer keys that old configs carry and that have no meaning any more
 DROPPED_TRAINER_KEYS = ("weights_summary", "progress_bar_refresh_rate", "flush_logs_every_n_steps",
                         "terminate_on_nan", "auto_select_gpus", "replace_sampler_ddp")
 
 PRECISION_ALIASES = {"bf16": "bf16-mixed", "16": "16-mixed", "32": "32-true", "64": "64-true"}
-
-
-def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="main.py",
-        description="Train an ImageBART model (or its first stage) from YAML configs. "
-        "Extra arguments of the form key.sub=value override config entries.",
-    )
-    parser.add_argument("-n", "--name", type=str, default="", help="name of the run directory (instead of the config's)")
-    parser.add_argument("-r", "--resume", type=str, default="", help="resume from a run directory or a checkpoint in one")
-    parser.add_argument("-b", "--base", nargs="*", metavar="config.yaml", default=[],
-                        help="configs, merged left to right; then key.sub=value overrides")
-    parser.add_argument("-t", "--train", type=str2bool, const=True, default=False, nargs="?", help="train")
-    parser.add_argument("--no-test", type=str2bool, const=True, default=False, nargs="?",
-                        help="do not run the test split after training")
-    parser.add_argument("-p", "--project", help="unused; kept for the original's command lines")
-    parser.add_argument("-d", "--debug", type=str2bool, nargs="?", const=True, default=False,
-                        help="post-mortem debugger on errors; the run directory moves to debug_runs/")
-    parser.add_argument("-s", "--seed", type=int, default=23, help="seed for seed_everything")
-    parser.add_argument("-f", "--postfix", type=str, default="", help="appended to the run directory's name")
-    parser.add_argument("-l", "--logdir", type=str, default="logs", help="where run directories go")
-    parser.add_argument("--scale_lr", type=str2bool, nargs="?", const=True, default=True,
-                        help="lr = base_learning_rate * batch_size * accumulate_grad_batches * devices * nodes")
-    parser.add_argument("--gpus", type=str, default=None,
-                        help="the original's GPU list: '0,' = GPU 0, '0,1' = GPUs 0 and 1 (DDP); absent = CPU")
-    trainer = parser.add_argument_group("Lightning Trainer options")
-    for name, kind in TRAINER_OPTIONS.items():
-        trainer.add_argument(f"--{name}", type=kind, default=None)
-    return parser
 
 
 def parse_gpus(gpus) -> dict[str, Any]:
@@ -119,7 +47,7 @@ def parse_gpus(gpus) -> dict[str, Any]:
     """
     if gpus is None:
         return {"accelerator": "cpu", "devices": 1}
-    if isinstance(gpus, int) and not isinstance(gpus, bool):
+    if is_integer(gpus):
         gpus = str(gpus)
     if not isinstance(gpus, str):  # a YAML list of ids
         ids = [int(g) for g in gpus]
@@ -158,9 +86,13 @@ def num_processes(trainer_config: dict) -> int:
 
 @dataclass
 class Run:
-    """Everything decided before the trainer exists: paths, merged config, resume point."""
+    """Everything decided before the trainer exists: paths, merged config, resume point.
 
-    opt: argparse.Namespace
+    ``opt`` holds the options of ``main.py``'s command line (see :mod:`imagebart.cli.train`);
+    ``opt.trainer_options`` are the Lightning Trainer options given there (None left out).
+    """
+
+    opt: Any
     now: str
     name: str
     logdir: Path
@@ -193,12 +125,8 @@ def resolve_resume(resume: str) -> tuple[Path, Path]:
     return path, ckpt
 
 
-def prepare_run(argv: Sequence[str] | None = None) -> Run:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    # key=value overrides may stand anywhere, even right after a bare -t
-    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
-    opt, unknown = get_parser().parse_known_args([a for a in argv if a not in overrides])
-    unknown = unknown + overrides
+def prepare_run(opt: Any, overrides: Sequence[str] = ()) -> Run:
+    """Run directory, merged config (``overrides``: ``key.sub=value`` items) and resume point."""
     # DDP re-launches this script once per extra device: the children take the parent's
     # timestamp from the environment so that all ranks agree on one run directory
     is_ddp_child = os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
@@ -224,7 +152,7 @@ def prepare_run(argv: Sequence[str] | None = None) -> Run:
             suffix = "_" + Path(opt.base[0]).stem
         name = now + suffix + opt.postfix
         logdir = Path(opt.logdir) / name
-    config = merge_configs(opt.base, unknown)
+    config = merge_configs(opt.base, list(overrides))
     lightning_config = config.pop("lightning", OmegaConf.create())
     config_with_lightning = OmegaConf.merge(config, {"lightning": lightning_config})
     check_training_config(config_with_lightning, opt.base)
@@ -245,10 +173,7 @@ def trainer_settings(run: Run) -> dict[str, Any]:
         raise ConfigError("lightning.trainer.resume_from_checkpoint is gone in Lightning 2: use -r/--resume")
     if "gpus" in trainer_config:
         trainer_config.update(parse_gpus(trainer_config.pop("gpus")))
-    for name in TRAINER_OPTIONS:
-        value = getattr(run.opt, name)
-        if value is not None:
-            trainer_config[name] = value
+    trainer_config.update(getattr(run.opt, "trainer_options", {}))
     if run.opt.gpus is not None:
         trainer_config.update(parse_gpus(run.opt.gpus))
     trainer_config.setdefault("accelerator", "cpu")
@@ -332,16 +257,9 @@ def set_learning_rate(run: Run, model, trainer_config: dict) -> float:
     return model.learning_rate
 
 
-def configure_logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("imagebart").setLevel(logging.INFO)
-
-
-def main(argv: Sequence[str] | None = None) -> pl.Trainer | None:
-    """Parse ``argv``, build everything and train / test; returns the trainer (for tests)."""
-    configure_logging()
-    run = prepare_run(argv)
+def train(opt: Any, overrides: Sequence[str] = ()) -> pl.Trainer:
+    """Build everything from the parsed options and train / test; returns the trainer (for tests)."""
+    run = prepare_run(opt, overrides)
     pl.seed_everything(run.opt.seed, workers=True)
     trainer_config = trainer_settings(run)
     run.lightning_config.trainer = trainer_config
@@ -376,16 +294,3 @@ def main(argv: Sequence[str] | None = None) -> pl.Trainer | None:
             logger.info("debug run moved to %s", target)
     return trainer
 
-
-def cli(argv: Sequence[str] | None = None) -> int:
-    """``main.py``'s body: input mistakes end with one clear line, not a traceback (``-d`` shows it)."""
-    debug = "-d" in (argv if argv is not None else sys.argv[1:]) or "--debug" in (argv or sys.argv[1:])
-    try:
-        main(argv)
-    except (ConfigError, ValueError, TypeError, KeyError, FileNotFoundError) as err:
-        if debug:
-            raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        logging.getLogger("imagebart").error("%s: %s (run with -d for the full traceback)", type(err).__name__, message)
-        return 2
-    return 0

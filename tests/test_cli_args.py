@@ -1,10 +1,11 @@
-"""main.py's command line: --gpus, trainer options and resume paths."""
+"""main.py's command line (imagebart.cli.train): --gpus, trainer options and resume paths."""
 
 import pytest
 from omegaconf import OmegaConf
 
 from imagebart.config import ConfigError
-from imagebart.train import get_parser, num_processes, parse_gpus, resolve_resume
+from imagebart.cli.train import get_parser
+from imagebart.train import num_processes, parse_gpus, resolve_resume
 
 
 @pytest.mark.parametrize(

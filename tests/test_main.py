@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import Callback
 
-from imagebart.train import cli, main
+from imagebart.cli.train import cli, main
 
 REPO = Path(__file__).resolve().parents[1]
 VQGAN_CONFIG = str(REPO / "configs" / "demo" / "vqgan.yaml")
@@ -132,22 +132,23 @@ def test_sigusr1_saves_last_checkpoint_and_training_goes_on(tmp_path):
         (["-n", "x", "-r", "somewhere"], "cannot be used together"),
     ],
 )
-def test_bad_input_ends_with_one_clear_message(tmp_path, caplog, args, message):
+def test_bad_input_ends_with_one_clear_message(tmp_path, capsys, args, message):
     if "--gpus" in args and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    caplog.set_level("ERROR", logger="imagebart")
-    assert cli([*args, "-l", str(tmp_path / "logs")]) == 2
-    assert message in caplog.text
+    with pytest.raises(SystemExit) as exit_info:
+        cli([*args, "-l", str(tmp_path / "logs")])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "logs").exists()  # nothing half-written
 
 
-def test_empty_dataset_is_named(tmp_path, caplog):
-    caplog.set_level("ERROR", logger="imagebart")
+def test_empty_dataset_is_named(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     config = OmegaConf.load(VQGAN_CONFIG)
     config.data.params.train = {"target": "imagebart.data.folder.ImageFolder", "params": {"root": str(empty)}}
     OmegaConf.save(config, tmp_path / "empty.yaml")
-    code = cli(["--base", str(tmp_path / "empty.yaml"), "-t", "-l", str(tmp_path / "logs")])
-    assert code == 2
-    assert str(empty) in caplog.text
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["--base", str(tmp_path / "empty.yaml"), "-t", "-l", str(tmp_path / "logs")])
+    assert exit_info.value.code == 2
+    assert str(empty) in capsys.readouterr().err
