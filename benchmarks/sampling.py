@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from imagebart.cli.common import resolve_device
+from imagebart.config import load_config
+from imagebart.util import instantiate_from_config
 
-from imagebart.config import load_config  # noqa: E402
-from imagebart.util import instantiate_from_config  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]  # the configs are read from this clone
 
 SIZES = {
     "demo": [f"configs/demo/scale{t}.yaml" for t in (1, 2, 3)],
@@ -171,7 +171,10 @@ def main(argv=None) -> int:
         parser.error("--max_tokens must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        device = resolve_device(args.device)
+    except ValueError as err:
+        parser.error(str(err))
     rows = []
     with torch.no_grad():
         for name in sizes:

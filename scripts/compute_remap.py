@@ -12,6 +12,7 @@ Point ``first_stage_config.params.remap`` at the written file.
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,8 +20,11 @@ import numpy as np
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
+from imagebart.cli.common import configure_logging, run_cli
 from imagebart.remap import first_stage_params, used_codebook_indices, vqgan_without_remap
 from imagebart.util import instantiate_from_config
+
+logger = logging.getLogger("imagebart.compute_remap")
 
 
 def dataset_config(config: Mapping, source: str) -> Mapping:
@@ -36,7 +40,7 @@ def dataset_config(config: Mapping, source: str) -> Mapping:
 
 
 def main(argv=None) -> np.ndarray:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="scripts/compute_remap.py", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="VQGAN or denoiser config YAML")
     parser.add_argument("--ckpt", default=None, help="VQGAN checkpoint (default: the config's ckpt_path)")
     parser.add_argument("--data", default=None, help="dataset YAML (default: the config's data.params.train)")
@@ -60,9 +64,10 @@ def main(argv=None) -> np.ndarray:
                                  max_batches=args.max_batches)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.save(args.out, used)
-    print(f"{args.out}: {used.size} / {model.quantize.n_e} codebook entries used")
+    logger.info("%s: %d / %d codebook entries used", args.out, used.size, model.quantize.n_e)
     return used
 
 
 if __name__ == "__main__":
-    main()
+    configure_logging()
+    run_cli("scripts/compute_remap.py", main)

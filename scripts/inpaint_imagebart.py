@@ -10,28 +10,22 @@ Each run shows original | masked input | samples. Run i uses the generator seed
 ``batch_seed(seed, i)``; see ``imagebart.sampling.editing`` for the procedure.
 """
 
-import sys
 import time
-from pathlib import Path
 
-ROOT = str(Path(__file__).resolve().parents[1])
-if ROOT not in sys.path:  # run from a clone without installing
-    sys.path.insert(0, ROOT)
+import streamlit as st
+import torch
 
-import streamlit as st  # noqa: E402
-import torch  # noqa: E402
-
-from imagebart.apps import widgets  # noqa: E402
-from imagebart.apps.controls import runs_seeds  # noqa: E402
-from imagebart.apps.display import enlarge, frame, grid_array, mask_array, png_bytes  # noqa: E402
-from imagebart.apps.examples import class_names, example_image, example_label  # noqa: E402
-from imagebart.apps.uploads import (  # noqa: E402
+from imagebart.apps import widgets
+from imagebart.apps.controls import runs_seeds
+from imagebart.apps.display import enlarge, frame, grid_array, mask_array, png_bytes
+from imagebart.apps.examples import class_names, example_image, example_label
+from imagebart.apps.uploads import (
     IMAGE_TYPES, UploadError, check_mask, read_image_upload, read_mask_upload,
 )
-from imagebart.images import to_uint8  # noqa: E402
-from imagebart.sampling.batch import batch_seed  # noqa: E402
-from imagebart.sampling.editing import default_chain_lengths, edit  # noqa: E402
-from imagebart.sampling.masks import grey_out, preset_mask  # noqa: E402
+from imagebart.images import to_uint8
+from imagebart.sampling.batch import batch_seed
+from imagebart.sampling.editing import default_chain_lengths, edit
+from imagebart.sampling.masks import grey_out, preset_mask
 
 RESULT_KEY = "inpaint_result"
 MASKS = {  # label -> preset name (None: upload)

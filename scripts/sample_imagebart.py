@@ -9,22 +9,16 @@ and offers it as a PNG; optionally the whole chain of the first sample, x_T ... 
 Run i uses the generator seed ``batch_seed(seed, i)``, as batch i of ``scripts/sample.py``.
 """
 
-import sys
 import time
-from pathlib import Path
 
-ROOT = str(Path(__file__).resolve().parents[1])
-if ROOT not in sys.path:  # run from a clone without installing
-    sys.path.insert(0, ROOT)
+import streamlit as st
+import torch
 
-import streamlit as st  # noqa: E402
-import torch  # noqa: E402
-
-from imagebart.apps import widgets  # noqa: E402
-from imagebart.apps.controls import runs_seeds  # noqa: E402
-from imagebart.apps.display import enlarge, grid_array, png_bytes  # noqa: E402
-from imagebart.apps.examples import class_names  # noqa: E402
-from imagebart.sampling.batch import batch_seed  # noqa: E402
+from imagebart.apps import widgets
+from imagebart.apps.controls import runs_seeds
+from imagebart.apps.display import enlarge, grid_array, png_bytes
+from imagebart.apps.examples import class_names
+from imagebart.sampling.batch import batch_seed
 
 RESULT_KEY = "sample_result"
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from imagebart.cli.common import run_cli
 from imagebart.data.demo import DemoScenes
 
 
@@ -52,4 +53,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_cli("scripts/show_demo_data.py", main)

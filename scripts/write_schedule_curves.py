@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
+
+from imagebart.cli.common import configure_logging, run_cli
+
+logger = logging.getLogger("imagebart.write_schedule_curves")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO_ROOT.parent / "shared" / "reference" / "schedule_curves.json"
@@ -56,8 +61,9 @@ def main(argv=None):
         measured = files[pickle_name]["data"][DIST]
         path = args.out / f"{dset}.json"
         path.write_text(json.dumps(curve_table(measured, dset), indent=1, allow_nan=False) + "\n")
-        print(f"wrote {path}")
+        logger.info("wrote %s", path)
 
 
 if __name__ == "__main__":
-    main()
+    configure_logging()
+    run_cli("scripts/write_schedule_curves.py", main)
