@@ -136,6 +136,31 @@ def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
         logger.warning("unexpected keys in %s ignored: %s", source, unexpected[:20])
 
 
+def record_schedule(module, state_dict, prefix, local_metadata) -> None:
+    """Checkpoints record α and ᾱ under the original's names (``alphats``, ``alphacum``)."""
+    state_dict[prefix + "alphats"] = module.schedule.alphas.detach().clone()
+    state_dict[prefix + "alphacum"] = module.schedule.alphas_cumprod.detach().clone()
+
+
+def check_schedule_record(module, state_dict, prefix, *args) -> None:
+    """The schedule comes from the config: a recorded one of another T is refused, other values are named."""
+    stored = state_dict.pop(prefix + "alphacum", None)
+    state_dict.pop(prefix + "alphats", None)
+    sos = state_dict.get(prefix + "sos_token")
+    if sos is not None:
+        module.transformer.sos_token = int(sos.reshape(-1)[0])
+    if stored is None:
+        return
+    ours = module.schedule.alphas_cumprod
+    if stored.shape != ours.shape:
+        raise ValueError(f"the checkpoint was trained with {stored.numel() - 1} scales, but the config has "
+                         f"n_scales={module.n_scales}")
+    if not torch.allclose(stored.float().to(ours.device), ours.float(), atol=1e-6):
+        logger.warning("the checkpoint records another schedule (alphacum %s) than redraw_prob=%r builds (%s)",
+                       [round(a, 4) for a in stored.tolist()], module.redraw_prob,
+                       [round(a, 4) for a in ours.tolist()])
+
+
 def _check_same_first_stage(first_stage, state_dict, source: str) -> None:
     """A scale trained on another VQGAN would read its tokens as different pictures."""
     ours = dict(first_stage.named_parameters(), **dict(first_stage.named_buffers()))

@@ -26,12 +26,13 @@ import pytorch_lightning as pl
 import torch
 
 from imagebart.diffusion.losses import bits_per_token, denoising_loss
-from imagebart.diffusion.multinomial import Corruption, q_sample_chain
+from imagebart.diffusion.multinomial import Corruption
 from imagebart.diffusion.multinomial import corrupt as draw_corruption
 from imagebart.diffusion.schedule import MultinomialSchedule
-from imagebart.loading import load_weights, network_config_for, read_state_dict
+from imagebart.loading import check_schedule_record, load_weights, network_config_for, read_state_dict, record_schedule
 from imagebart.lr_scheduler import adamw_with_schedule
 from imagebart.models.image_logs import denoiser_image_logs
+from imagebart.models.original_api import OriginalDenoiserAPI
 from imagebart.modules.autoregressive import sample_tokens
 from imagebart.modules.ema import LitEma
 from imagebart.util import check_positive_int, instantiate_from_config
@@ -39,7 +40,7 @@ from imagebart.util import check_positive_int, instantiate_from_config
 logger = logging.getLogger(__name__)
 
 
-class DenoisingTransformer(pl.LightningModule):
+class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
     """p_θ(x_{t-1} | x_t) for one scale t (``single_scale``) or for every t (joint training)."""
 
     def __init__(self, transformer_config, first_stage_config, n_scales: int, ckpt_path=None,
@@ -70,8 +71,8 @@ class DenoisingTransformer(pl.LightningModule):
         self.learning_rate = 1e-4  # main.py sets the scaled rate
         self.schedule = MultinomialSchedule.from_redraw_prob(redraw_prob, n_scales, curves=schedule_curves)
         self.register_buffer("sos_token", torch.tensor([sos_token]))
-        self.register_state_dict_post_hook(_record_schedule)
-        self.register_load_state_dict_pre_hook(_check_schedule_record)
+        self.register_state_dict_post_hook(record_schedule)
+        self.register_load_state_dict_pre_hook(check_schedule_record)
 
         # first_stage_model: an already built VQGAN to share (a chain builds one for all scales)
         if first_stage_model is None:
@@ -128,10 +129,6 @@ class DenoisingTransformer(pl.LightningModule):
                                  f"redraw_prob={self.redraw_prob!r} gives "
                                  f"beta_T={float(self.schedule.betas[-1]):.4f}")
 
-    def init_from_ckpt(self, path, ignore_keys=()):
-        """Load a denoiser checkpoint (ours or the original's) non-strictly, reporting what differs."""
-        load_weights(self, read_state_dict(path, ignore_keys), path)
-
     def on_fit_start(self):
         if not self.first_stage_has_weights and self.trainer.ckpt_path is None:
             raise ValueError("first_stage_config.params.ckpt_path is null: the denoiser needs a trained VQGAN "
@@ -148,21 +145,6 @@ class DenoisingTransformer(pl.LightningModule):
     def tokens_per_image(self) -> int:
         """L = h·w of the first stage's latent grid."""
         return self.latent_hw[0] * self.latent_hw[1]
-
-    @property
-    def temperature_range(self) -> torch.Tensor:
-        """β_0..β_T under the original's (misleading) name."""
-        return self.schedule.betas
-
-    @property
-    def alphats(self) -> torch.Tensor:
-        """α_0..α_T under the original's name."""
-        return self.schedule.alphas
-
-    @property
-    def alphacum(self) -> torch.Tensor:
-        """ᾱ_0..ᾱ_T under the original's name."""
-        return self.schedule.alphas_cumprod
 
     # EMA
 
@@ -304,83 +286,6 @@ class DenoisingTransformer(pl.LightningModule):
     def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens (B, L) -> images (B, 3, H, W) in [-1, 1]."""
         return self.first_stage_model.decode_code(tokens.reshape(-1, *self.latent_hw))
-
-    # the original's public methods, as thin wrappers
-
-    @torch.no_grad()
-    def get_scales(self, pre_quant, force_random=False):
-        """The original's ``(zq_x, zq_c, x_prev, x_t, t (B, 1), None, posterior (B, K, h, w))``."""
-        b, _, h, w = pre_quant.shape
-        t = self.draw_scales(b, pre_quant.device, force_random)  # (B,)
-        _, _, info = self.first_stage_model.quantize(pre_quant)
-        x_prev, x_t, t, posterior = self.corrupt(info[2].reshape(b, -1), t)
-        codebook = self.first_stage_model.quantize.get_codebook_entry
-        qshape = (b, h, w, self.first_stage_model.quantize.e_dim)
-        return (codebook(x_prev.reshape(-1), qshape), codebook(x_t.reshape(-1), qshape), x_prev, x_t, t[:, None],
-                None, posterior.transpose(1, 2).reshape(b, -1, h, w))
-
-    def compute_loss(self, logits, targets, target_logits, temperature=None, recp_loss_weights=None, split="train"):
-        """alpha·KL(posterior ‖ p_θ) + (1-alpha)·CE; the posterior as (B, L, K) or the original's (B, K, h, w)."""
-        if target_logits.dim() == 4:
-            target_logits = target_logits.flatten(2).transpose(1, 2)  # (B, L, K)
-        loss, parts = denoising_loss(logits, targets, target_logits, self.alpha)
-        return loss, {f"{split}/loss": loss.detach(), f"{split}/loss_hard": parts["loss_hard"],
-                      f"{split}/loss_soft": parts["loss_soft"]}
-
-    @torch.no_grad()
-    def sample(self, x, c, steps, temperature=1.0, sample=False, top_k=None, callback=None, **kwargs):
-        """The original's loop: c = the full network condition (for the GPT, ``[c, x]`` with x the
-        (B, 0) start); ``sample=False`` decodes greedily. Returns (B, steps) tokens."""
-        condition = c if self.transformer.reads_x_t else torch.cat((c, x), dim=1)
-        return sample_tokens(self.transformer, condition, steps, temperature=temperature, top_k=top_k,
-                             guide=kwargs.get("guide"), greedy=not sample, generator=kwargs.get("generator"),
-                             use_cache=kwargs.get("use_cache", self.use_past_for_sampling), callback=callback)
-
-    @torch.no_grad()
-    def sample_single_scale(self, c_indices, scale, temp_x, steps, temperature=None, callback=None,
-                            top_k=None, cond=None, guide=None, generator=None, use_cache=True):
-        """The original's name for :meth:`sample_x_prev` (x_t = ``c_indices``, t = ``scale``)."""
-        if temp_x is not None:
-            raise ValueError("temp_x is not supported (the original dropped it too)")
-        return self.sample_x_prev(c_indices, scale, cond, temperature=1.0 if temperature is None else temperature,
-                                  top_k=top_k, guide=guide, generator=generator, use_cache=use_cache,
-                                  callback=callback, steps=steps)
-
-    @torch.no_grad()
-    def decode_to_img(self, index, zshape):
-        """The original's name for :meth:`decode_tokens`; zshape = (B, C, h, w) of the latents."""
-        return self.decode_tokens(index.reshape(zshape[0], -1))
-
-    @torch.no_grad()
-    def get_diffusion_row(self, pre_quant_one):
-        """x_0 -> x_T of one example (same draws as training), as tokens (T+1, L)."""
-        _, _, info = self.first_stage_model.quantize(pre_quant_one)
-        return q_sample_chain(info[2].reshape(1, -1), self.schedule, self.num_codes)[:, 0]
-
-
-def _record_schedule(module, state_dict, prefix, local_metadata) -> None:
-    """Checkpoints record α and ᾱ under the original's names (``alphats``, ``alphacum``)."""
-    state_dict[prefix + "alphats"] = module.schedule.alphas.detach().clone()
-    state_dict[prefix + "alphacum"] = module.schedule.alphas_cumprod.detach().clone()
-
-
-def _check_schedule_record(module, state_dict, prefix, *args) -> None:
-    """The schedule comes from the config: a recorded one of another T is refused, other values are named."""
-    stored = state_dict.pop(prefix + "alphacum", None)
-    state_dict.pop(prefix + "alphats", None)
-    sos = state_dict.get(prefix + "sos_token")
-    if sos is not None:
-        module.transformer.sos_token = int(sos.reshape(-1)[0])
-    if stored is None:
-        return
-    ours = module.schedule.alphas_cumprod
-    if stored.shape != ours.shape:
-        raise ValueError(f"the checkpoint was trained with {stored.numel() - 1} scales, but the config has "
-                         f"n_scales={module.n_scales}")
-    if not torch.allclose(stored.float().to(ours.device), ours.float(), atol=1e-6):
-        logger.warning("the checkpoint records another schedule (alphacum %s) than redraw_prob=%r builds (%s)",
-                       [round(a, 4) for a in stored.tolist()], module.redraw_prob,
-                       [round(a, 4) for a in ours.tolist()])
 
 
 class DenoisingXTransformer(DenoisingTransformer):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from imagebart.diffusion.multinomial import q_sample_chain
 from imagebart.images import make_grid
 
 
@@ -25,7 +26,8 @@ def denoiser_image_logs(model, batch, temperature=None, top_k=None, callback=Non
     log["reconstructions_t"] = model.decode_tokens(example.x_prev)
     log["reconstructions_t+1"] = model.decode_tokens(example.x_t)
     if log_diffusion:
-        images = model.decode_tokens(model.get_diffusion_row(model.get_h(x[:1])))  # (T+1, 3, H, W)
+        row = q_sample_chain(x0[:1], model.schedule, model.num_codes)[:, 0]  # x_0 .. x_T (T+1, L)
+        images = model.decode_tokens(row)  # (T+1, 3, H, W)
         log["diffusion_row"] = make_grid(images, nrow=images.shape[0])[None]
     if sample_full if sample_full is not None else model.single_scale is None:
         tokens = torch.randint(0, model.num_codes, (1, model.tokens_per_image), device=model.device)  # x_T

@@ -19,6 +19,8 @@ from typing import Iterable, Mapping
 
 import torch
 
+from imagebart.modules.ema import shadow_name
+
 MODEL_KINDS = ("xtransformer", "gpt")
 
 # (2021 pattern, our replacement, reason); applied in order, first match wins
@@ -103,11 +105,6 @@ def convert_legacy_state_dict(state_dict: Mapping[str, torch.Tensor],
     return out
 
 
-def shadow_name(param_name: str) -> str:
-    """The EMA buffer name of a parameter (the original's LitEma removes every dot)."""
-    return param_name.replace(".", "")
-
-
 def convert_legacy_ema_state_dict(ema_state_dict: Mapping[str, torch.Tensor],
                                   legacy_param_names: Iterable[str],
                                   model_kind: str = "xtransformer") -> dict[str, torch.Tensor]:
@@ -173,9 +170,3 @@ def convert_legacy_checkpoint(state_dict: Mapping[str, torch.Tensor], model_kind
         out.update({ema_prefix + k: v for k, v in converted.items()})
     return out
 
-
-def needs_legacy_network(keys: Iterable[str], prefix: str = "") -> bool:
-    """True for 2021-format keys AND for 2021 weights already renamed to ours (their norms
-    carry biases): both need a network built with ``legacy_2021=True``."""
-    keys = list(keys)
-    return is_legacy_state_dict(keys, prefix) or f"{prefix}decoder.attn_layers.final_norm.bias" in keys
