@@ -79,9 +79,7 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
             first_stage_model = instantiate_from_config(first_stage_config)
         self.first_stage_model = first_stage_model.freeze()
         self.first_stage_has_weights = bool(first_stage_config.get("params", {}).get("ckpt_path"))
-        ddconfig = first_stage_config["params"]["ddconfig"]
-        side = ddconfig["resolution"] // 2 ** (len(ddconfig["ch_mult"]) - 1)
-        self.latent_hw = (side, side)
+        self.latent_shape = self.first_stage_model.latent_shape  # (h, w)
         self.conditioner = None
         if conditioner_config == "__is_first_stage__":
             self.conditioner = self.first_stage_model
@@ -139,12 +137,12 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
     @property
     def num_codes(self) -> int:
         """K: the (remapped) codebook size of the first stage."""
-        return int(self.first_stage_model.quantize.re_embed)
+        return self.first_stage_model.num_codes
 
     @property
     def tokens_per_image(self) -> int:
         """L = h·w of the first stage's latent grid."""
-        return self.latent_hw[0] * self.latent_hw[1]
+        return self.latent_shape[0] * self.latent_shape[1]
 
     # EMA
 
@@ -182,8 +180,7 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
     @torch.no_grad()
     def encode_tokens(self, x) -> torch.Tensor:
         """x_0 (B, L) of images x (B, 3, H, W)."""
-        _, _, info = self.first_stage_model.quantize(self.get_h(x))
-        return info[2].reshape(x.shape[0], -1)
+        return self.first_stage_model.encode_tokens(x)
 
     @torch.no_grad()
     def get_conditioning(self, batch):
@@ -285,7 +282,7 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
     @torch.no_grad()
     def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens (B, L) -> images (B, 3, H, W) in [-1, 1]."""
-        return self.first_stage_model.decode_code(tokens.reshape(-1, *self.latent_hw))
+        return self.first_stage_model.decode_tokens(tokens)
 
 
 class DenoisingXTransformer(DenoisingTransformer):

@@ -192,6 +192,8 @@ class VQGANWrapper(nn.Module):
         ddconfig.pop("attn_type", None)
 
         self.embed_dim = embed_dim
+        side = ddconfig["resolution"] // 2 ** (len(ddconfig["ch_mult"]) - 1)
+        self.latent_shape = (side, side)  # (h, w) of the token grid
         self.image_key = image_key
         self.monitor = monitor
         with _stdout_to_log():
@@ -275,6 +277,22 @@ class VQGANWrapper(nn.Module):
         """Remapped indices (B, h, w) -> images (B, out_ch, H, W)."""
         b, h, w = code.shape
         return self.decode(self.get_codebook_entry(code, (b, h, w, self.embed_dim)))
+
+    # tokens: what the transformers read and write
+
+    @property
+    def num_codes(self) -> int:
+        """K: the remapped codebook size (the used codes, or n_embed without remap)."""
+        return int(self.quantize.re_embed)
+
+    def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) in [-1, 1] -> x_0 (B, L), remapped code ids."""
+        _, _, info = self.encode(x)
+        return info[2].reshape(x.shape[0], -1)
+
+    def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """x_0 (B, L) -> images (B, 3, H, W) in [-1, 1]."""
+        return self.decode_code(tokens.reshape(-1, *self.latent_shape))
 
     def forward(self, x: torch.Tensor):
         quant, diff, _ = self.encode(x)

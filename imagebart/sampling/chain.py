@@ -140,8 +140,8 @@ class ImageBARTChain:
             if model.single_scale not in (None, t):
                 raise ValueError(f"{source}: single_scale={model.single_scale} at position {t} of the list; "
                                  "list scale 1 first (p(x_0 | x_1)), then 2, ..., T")
-            if model.num_codes != self.num_codes or tuple(model.latent_hw) != self.latent_shape:
-                raise ValueError(f"{source}: K={model.num_codes} codes on a {tuple(model.latent_hw)} grid, but "
+            if model.num_codes != self.num_codes or model.latent_shape != self.latent_shape:
+                raise ValueError(f"{source}: K={model.num_codes} codes on a {tuple(model.latent_shape)} grid, but "
                                  f"scale 1 has K={self.num_codes} on {self.latent_shape}; all scales must use "
                                  "the same first stage config")
             if (model.conditioner is not None) != self.is_conditional:
@@ -155,12 +155,17 @@ class ImageBARTChain:
     @property
     def num_codes(self) -> int:
         """K, the remapped codebook size."""
-        return int(self.first_stage.quantize.re_embed)
+        return self.first_stage.num_codes
 
     @property
     def latent_shape(self) -> tuple:
         """(h, w) of the token grid."""
-        return tuple(self.models[0].latent_hw)
+        return tuple(self.first_stage.latent_shape)
+
+    @property
+    def image_size(self) -> int:
+        """Side of the (square) images the first stage encodes and decodes."""
+        return int(self.first_stage.encoder.resolution)
 
     @property
     def tokens_per_image(self) -> int:
@@ -254,23 +259,17 @@ class ImageBARTChain:
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, H, W) in [-1, 1] -> x_0 (B, L), remapped code ids."""
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
-        _, _, info = self.first_stage.encode(images.to(self.device, torch.float32))
-        tokens = info[2].reshape(images.shape[0], -1)  # (B, L)
-        if tokens.shape[1] != self.tokens_per_image:
-            side = self.models[0].first_stage_model.encoder.resolution
-            raise ValueError(f"images of size {tuple(images.shape[2:])} give {tokens.shape[1]} tokens, the chain "
-                             f"needs {self.tokens_per_image}: use {side}x{side} images")
-        return tokens
+        side = self.image_size
+        if images.dim() != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (side, side):
+            raise ValueError(f"images must be (B, 3, {side}, {side}) for this chain, got {tuple(images.shape)}")
+        return self.first_stage.encode_tokens(images.to(self.device, torch.float32))  # (B, L)
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """x_0 (B, L) -> images (B, 3, H, W) in [-1, 1]."""
         if tokens.dim() != 2 or tokens.shape[1] != self.tokens_per_image:
             raise ValueError(f"tokens must be (B, {self.tokens_per_image}), got {tuple(tokens.shape)}")
-        h, w = self.latent_shape
-        return self.first_stage.decode_code(tokens.to(self.device).reshape(-1, h, w))  # (B, 3, H, W)
+        return self.first_stage.decode_tokens(tokens.to(self.device))  # (B, 3, H, W)
 
     # sampling
 

@@ -87,7 +87,7 @@ def _clean_tokens(chain, images) -> torch.Tensor:
     images = torch.as_tensor(images)
     if images.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8):
         x0 = images.to(chain.device).long()
-        length = chain.latent_shape[0] * chain.latent_shape[1]
+        length = chain.tokens_per_image
         if x0.dim() != 2 or x0.shape[1] != length:
             raise ValueError(f"x0 tokens must be (B, L={length}), got shape {tuple(x0.shape)}")
         if x0.min() < 0 or x0.max() >= chain.num_codes:
@@ -121,7 +121,7 @@ def edit(chain, images, mask, top_k: PerScale = None, temperature: PerScale = 1.
         raise ValueError(f"generator is on {generator.device}, the chain samples on {chain.device}; "
                          "use chain.make_generator(seed)")
     n_scales, num_codes = chain.n_scales, chain.num_codes
-    length = chain.latent_shape[0] * chain.latent_shape[1]
+    length = chain.tokens_per_image
     top_ks = chain.top_k_schedule(top_k)
     temperatures = chain.temperature_schedule(temperature)
     lengths = resolve_schedule(chain_length, n_scales, "chain_length",
