@@ -13,13 +13,13 @@ import math
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from imagebart.util import instantiate_from_config
+from imagebart.util import instantiate_from_config, is_integer, is_number
 
 logger = logging.getLogger(__name__)
 
 
 def _check_non_negative(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         raise TypeError(f"{name} must be a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or value < 0:
@@ -30,7 +30,7 @@ def _check_non_negative(name: str, value) -> float:
 def _check_steps(name: str, value) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # YAML users write 1.5e6
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_integer(value):
         raise TypeError(f"{name} must be an int (a number of optimizer steps), got {value!r}")
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
@@ -68,7 +68,7 @@ class LambdaWarmUpCosineScheduler:
         self.lr_start = _check_non_negative("lr_start", lr_start)
         if self.lr_min > self.lr_max:
             raise ValueError(f"lr_min ({lr_min}) must not exceed lr_max ({lr_max})")
-        if isinstance(verbosity_interval, bool) or not isinstance(verbosity_interval, int):
+        if not is_integer(verbosity_interval):
             raise TypeError(f"verbosity_interval must be an int, got {verbosity_interval!r}")
         self.verbosity_interval = verbosity_interval
         self.last_lr = 0.0  # the factor returned by the previous call (0 before the first)

@@ -30,6 +30,11 @@ def is_integer(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def is_number(value) -> bool:
+    """A real number (Python or numpy), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
     """``value`` as an int >= ``minimum``, else a ValueError naming ``name``."""
     if not is_integer(value) or value < minimum:

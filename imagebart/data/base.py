@@ -25,6 +25,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from imagebart.util import is_integer
+
 INTERPOLATIONS = {
     "nearest": Image.NEAREST,
     "linear": Image.BILINEAR,  # the original's LSUN table maps "linear" to bilinear too
@@ -74,7 +76,7 @@ def check_size(size) -> int | None:
     """``size`` must be None (keep the square crop's own size) or a positive int."""
     if size is None:
         return None
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
+    if not is_integer(size) or size <= 0:
         raise ValueError(f"size must be a positive int or None, got {size!r}")
     return int(size)
 

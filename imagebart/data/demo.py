@@ -17,6 +17,8 @@ from typing import NamedTuple
 import numpy as np
 from torch.utils.data import Dataset
 
+from imagebart.util import is_integer
+
 SPLITS = {"train": 0, "validation": 1}
 DEFAULT_LENGTHS = {"train": 20000, "validation": 1000}
 _SALT = 0x1B4A7  # keeps these streams apart from other users of (seed, index) seeding
@@ -109,13 +111,13 @@ class DemoScenes(Dataset):
     ):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
+        if not is_integer(size) or size < 8:
             raise ValueError(f"size must be an int >= 8, got {size!r}")
         if length is None:
             length = DEFAULT_LENGTHS[split]
-        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
+        if not is_integer(length) or length < 1:
             raise ValueError(f"length must be a positive int or None, got {length!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        if not is_integer(seed) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         self.split, self.size, self.length, self.seed = split, int(size), int(length), int(seed)
         # pixel centres in units of the image side, (H, W, 2) as (x, y)

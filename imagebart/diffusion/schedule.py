@@ -40,7 +40,6 @@ across devices, so nothing copies or moves schedule tensors per call.
 from __future__ import annotations
 
 import math
-import numbers
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
@@ -48,6 +47,7 @@ import torch
 from torch import nn
 
 from imagebart.diffusion.curves import load_quality_curve, read_quality_curve
+from imagebart.util import is_integer, is_number
 
 CurvesArg = Optional[Union[str, Path, Mapping]]
 
@@ -91,7 +91,7 @@ class MultinomialSchedule(nn.Module):
     @classmethod
     def from_redraw_prob(cls, redraw_prob, n_scales: int, curves: CurvesArg = None) -> "MultinomialSchedule":
         """The schedule a config's ``redraw_prob`` and ``n_scales`` describe (see module docs)."""
-        if isinstance(n_scales, bool) or not isinstance(n_scales, numbers.Integral) or n_scales < 1:
+        if not is_integer(n_scales) or n_scales < 1:
             raise ValueError(f"n_scales must be an integer >= 1, got {n_scales!r}")
         n_scales = int(n_scales)
         if redraw_prob is None:
@@ -106,7 +106,7 @@ class MultinomialSchedule(nn.Module):
             if p is not None:
                 return cls(constant_betas(p, n_scales))
             return cls(metric_betas(text, n_scales, curves))
-        if isinstance(redraw_prob, numbers.Real) and not isinstance(redraw_prob, bool):
+        if is_number(redraw_prob):
             return cls(constant_betas(float(redraw_prob), n_scales))
         raise TypeError(
             f"redraw_prob must be a string or a number ({REDRAW_PROB_FORMS}), got {type(redraw_prob).__name__}"

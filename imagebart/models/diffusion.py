@@ -272,11 +272,11 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
     @torch.no_grad()
     def sample_x_prev(self, x_t, t, cond=None, temperature: float = 1.0, top_k=None, guide=None,
                       generator=None, use_cache: bool = True, callback=None, steps=None) -> torch.Tensor:
-        """x_{t-1} (B, L) ~ p_θ(· | x_t) token by token (the first ``steps`` tokens if given);
-        ``top_k=None`` means the config's."""
+        """x_{t-1} (B, L) ~ p_θ(· | x_t) token by token (the first ``steps`` tokens if given).
+        ``top_k`` is used as given (None: no filtering); :meth:`resolve_top_k` gives the config's."""
         steps = self.tokens_per_image if steps is None else steps
         return sample_tokens(self.transformer, self.network_condition(x_t, t, cond), steps,
-                             temperature=temperature, top_k=self.resolve_top_k(top_k), guide=guide,
+                             temperature=temperature, top_k=top_k, guide=guide,
                              use_cache=use_cache, generator=generator, callback=callback)
 
     @torch.no_grad()

@@ -14,6 +14,7 @@ def denoiser_image_logs(model, batch, temperature=None, top_k=None, callback=Non
                         log_diffusion: bool = True, sample_full=None) -> dict:
     """Images (B, 3, H, W) in [-1, 1] by name; ``sample_full`` defaults to "jointly trained"."""
     temperature = 1.0 if temperature is None else temperature
+    top_k = model.resolve_top_k(top_k)  # None: the config's
     x = model.get_input(batch, model.first_stage_key)[:n].to(model.device)
     cond = model.get_conditioning(batch)[:n] if model.conditioner is not None else None
     t = model.draw_scales(x.shape[0], x.device, force_random=True)  # (B,) any scale, to see them all

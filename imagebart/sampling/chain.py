@@ -23,7 +23,7 @@ import torch
 from imagebart.loading import load_denoiser
 from imagebart.modules.conditioners import ClassProvider
 from imagebart.sampling.config import SamplingConfig, load_sampling_config
-from imagebart.util import default_device, is_integer
+from imagebart.util import check_positive_int, default_device, is_integer, is_number
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def resolve_schedule(value, n_scales: int, name: str, check: Callable[[Any], Any
 def _check_top_k(value):
     if value is None:
         return None
-    if isinstance(value, bool) or not float(value).is_integer():
+    if not is_number(value) or not float(value).is_integer():
         raise ValueError(f"top_k values must be positive integers (or None for the config's), got {value!r}")
     if int(value) < 1:
         raise ValueError(f"top_k values must be >= 1, got {value!r}")
@@ -83,7 +83,7 @@ def _check_top_k(value):
 
 
 def _check_temperature(value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if not is_number(value) or not value > 0:
         raise ValueError(f"temperature values must be numbers > 0, got {value!r}")
     return float(value)
 
@@ -288,8 +288,7 @@ class ImageBARTChain:
         ``step == steps`` when the scale is done. Draws come from ``generator`` (on the chain's
         device, see :meth:`make_generator`), so a seeded generator reproduces a run.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_positive_int("batch_size", batch_size)
         if generator is not None and generator.device.type != self.device.type:
             raise ValueError(f"generator is on {generator.device}, the chain samples on {self.device}; "
                              "use chain.make_generator(seed)")

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from imagebart.util import is_integer, is_number
+
 Size = Union[int, float]
 
 PRESETS = ("upper_half", "lower_half", "centre", "outpaint", "keep_all", "edit_all")
@@ -41,14 +43,14 @@ DEFAULT_WINDOW = {"centre": 0.25, "outpaint": 0.5}  # the original app's default
 
 def _check_hw(height, width) -> Tuple[int, int]:
     for name, value in (("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        if not is_integer(value) or value < 1:
             raise ValueError(f"mask {name} must be a positive int, got {value!r}")
     return int(height), int(width)
 
 
 def _window_side(size: Size, side: int) -> int:
     """Window side in pixels from a fraction (float) or a pixel count (int)."""
-    if isinstance(size, bool) or not isinstance(size, (int, float, np.integer, np.floating)):
+    if not is_number(size):
         raise ValueError(f"window size must be a fraction in (0, 1] (float) or pixels (int), got {size!r}")
     if isinstance(size, (float, np.floating)):
         if not 0.0 < size <= 1.0:

@@ -23,6 +23,8 @@ import math
 from pathlib import Path
 from typing import Mapping, Union
 
+from imagebart.util import is_number
+
 CURVES_DIR = Path(__file__).resolve().parent
 
 CurveTable = dict  # {"alphacum": [...], "<METRIC>": [...], ...}, plain lists of floats
@@ -83,4 +85,4 @@ def read_quality_curve(source: Union[str, Path, Mapping]) -> CurveTable:
 
 
 def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return is_number(v)
