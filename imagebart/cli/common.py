@@ -140,3 +140,12 @@ def run_cli(prog: str, body: Callable[[], Any], debug: bool = False, extra_error
             raise
         sys.stderr.write(f"{prog}: error: {error_message(err)}{hint}\n")
         raise SystemExit(EXIT_USAGE) from None
+
+
+def run_command(get_parser: Callable[[], Any], run: Callable[[Any], Any], argv=None) -> tuple:
+    """A command's whole ``main``: parse ``argv``, set up logging, run ``run(args)`` under
+    :func:`run_cli`; returns ``(args, what run returned)``."""
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    configure_logging()
+    return args, run_cli(parser.prog, lambda: run(args))

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import torch
 
 from imagebart.checkpoint_io import load_checkpoint, load_state_dict
-from imagebart.cli.common import configure_logging, run_cli
+from imagebart.cli.common import run_command
 from imagebart.loading import first_stage_only, native_checkpoint, to_native
 
 logger = logging.getLogger(__name__)
@@ -62,8 +62,5 @@ def run(args: argparse.Namespace) -> Path:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = get_parser()
-    args = parser.parse_args(argv)
-    configure_logging()
-    run_cli(parser.prog, lambda: run(args))
+    run_command(get_parser, run, argv)
     return 0

@@ -21,7 +21,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from imagebart.cli.common import configure_logging, resolve_device, run_cli
+from imagebart.cli.common import resolve_device, run_command
 from imagebart.metrics import chain_elbo
 from imagebart.sampling.chain import ImageBARTChain
 from imagebart.sampling.config import load_sampling_config
@@ -77,8 +77,5 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = get_parser()
-    args = parser.parse_args(argv)
-    configure_logging()
-    run_cli(parser.prog, lambda: run(args))
+    run_command(get_parser, run, argv)
     return 0

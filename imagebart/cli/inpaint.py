@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from imagebart.cli.common import configure_logging, parse_class_label, per_scale_option, resolve_device, run_cli
+from imagebart.cli.common import parse_class_label, per_scale_option, resolve_device, run_command
 from imagebart.data.base import load_image, preprocess_image
 from imagebart.images import IMAGE_SUFFIXES, save_grid, save_image
 from imagebart.sampling.chain import ImageBARTChain
@@ -134,9 +134,6 @@ def run(args: argparse.Namespace) -> list:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = get_parser()
-    args = parser.parse_args(argv)
-    configure_logging()
-    outdirs = run_cli(parser.prog, lambda: run(args))
+    _, outdirs = run_command(get_parser, run, argv)
     logger.info("wrote %s", ", ".join(str(d) for d in outdirs))
     return 0

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from imagebart.cli.common import configure_logging, parse_class_label, per_scale_option, resolve_device, run_cli
+from imagebart.cli.common import parse_class_label, per_scale_option, resolve_device, run_command
 from imagebart.sampling.batch import PRECISIONS, run_sampling, sampling_settings
 
 logger = logging.getLogger(__name__)
@@ -88,10 +88,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = get_parser()
-    args = parser.parse_args(argv)
-    configure_logging()
-    summary = run_cli(parser.prog, lambda: run(args))
+    args, summary = run_command(get_parser, run, argv)
     logger.info("wrote %d images to %s (%d batches sampled, %d already done)", summary["images_written"],
                 Path(args.outdir) / "samples", summary["batches_sampled"], summary["batches_already_done"])
     return 0
