@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Optional, Union
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from imagebart.checkpoint_io import load_state_dict
+from imagebart.checkpoint_io import load_checkpoint
+from imagebart.checkpoint_record import RECORD_KEY, CheckpointMismatch, check_hparams, make_record, verify_digest
 from imagebart.modules.ema import shadow_name
 from imagebart.modules.xtransformers.legacy import convert_legacy_checkpoint, is_legacy_state_dict
 from imagebart.util import instantiate_from_config
@@ -47,10 +48,35 @@ def to_our_names(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
     return dict(state_dict)
 
 
+def read_checkpoint(path: Union[str, Path], ignore_keys=(), strict: bool = True) -> tuple[dict, Optional[dict]]:
+    """(the weights in our names without ``ignore_keys`` entries, the checkpoint's record or None).
+
+    The weights are checked against the record's digest: corrupt bytes are refused (``strict``)
+    or reported (``strict=False``).
+    """
+    checkpoint = load_checkpoint(path)
+    state_dict = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, Mapping) else None
+    if not isinstance(state_dict, Mapping) or not all(torch.is_tensor(v) for v in state_dict.values()):
+        raise ValueError(f"checkpoint {path} holds neither a state dict nor a dict with a 'state_dict' of tensors")
+    record = checkpoint.get(RECORD_KEY) if state_dict is not checkpoint else None
+    _checked(verify_digest, strict, record, state_dict, path)
+    state_dict = to_our_names(state_dict)
+    return {k: v for k, v in state_dict.items() if not any(k.startswith(i) for i in ignore_keys)}, record
+
+
 def read_state_dict(path: Union[str, Path], ignore_keys=()) -> dict[str, torch.Tensor]:
     """The checkpoint's weights in our names, without the entries starting with ``ignore_keys``."""
-    state_dict = to_our_names(load_state_dict(path))
-    return {k: v for k, v in state_dict.items() if not any(k.startswith(i) for i in ignore_keys)}
+    return read_checkpoint(path, ignore_keys)[0]
+
+
+def _checked(check, strict: bool, *args) -> None:
+    """Run an integrity check; with ``strict=False`` a failure is logged and loading goes on."""
+    try:
+        check(*args)
+    except CheckpointMismatch as err:
+        if strict:
+            raise
+        logger.warning("%s (going on: checks switched off)", err)
 
 
 def needs_legacy_network(state_dict: Mapping[str, Any]) -> bool:
@@ -108,10 +134,11 @@ def first_stage_only(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
     return kept
 
 
-def native_checkpoint(state_dict: Mapping[str, torch.Tensor], global_step=None, **info) -> dict:
-    """The dict we save: the state dict plus a little provenance."""
+def native_checkpoint(state_dict: Mapping[str, torch.Tensor], global_step=None, hparams=None, **info) -> dict:
+    """The dict we save: the state dict, its record (digest and, when known, hyper-parameters) and
+    a little provenance."""
     return {"state_dict": dict(state_dict), "global_step": int(global_step or 0),
-            "imagebart_format": NATIVE_FORMAT_VERSION, **info}
+            "imagebart_format": NATIVE_FORMAT_VERSION, RECORD_KEY: make_record(state_dict, hparams), **info}
 
 
 # loading into a model
@@ -174,17 +201,18 @@ def _check_same_first_stage(first_stage, state_dict, source: str) -> None:
 
 
 def load_denoiser(config: Mapping[str, Any], ckpt_path: Union[str, Path], first_stage=None, ema: bool = True,
-                  config_source: str = "<config>"):
+                  config_source: str = "<config>", strict: bool = True):
     """Build the denoiser of a training ``config`` (with a ``model`` section) from ``ckpt_path``, for sampling.
 
     ``first_stage``: a VQGAN shared with the other scales of a chain (passed to the constructor,
     so no second one is built). Without it, the first stage comes from the checkpoint's
     ``first_stage_model.*`` entries, else from ``first_stage_config.params.ckpt_path``. With
     ``ema`` and EMA entries in the checkpoint, the EMA weights replace the network's once.
-    Returns the model in eval mode, on CPU, without gradients.
+    A checkpoint with a record must hold the weights it was written with and the model the config
+    builds (``strict=False``: report, and go on). Returns the model in eval mode, on CPU, without gradients.
     """
     source = str(ckpt_path)
-    state_dict = read_state_dict(ckpt_path)
+    state_dict, record = read_checkpoint(ckpt_path, strict=strict)
     config = config if isinstance(config, DictConfig) else OmegaConf.create(dict(config))
     if "model" not in config:
         raise ValueError(f"{config_source} has no 'model' section")
@@ -208,6 +236,9 @@ def load_denoiser(config: Mapping[str, Any], ckpt_path: Union[str, Path], first_
         _check_same_first_stage(first_stage, state_dict, source)
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith(FIRST_STAGE)}
     model = instantiate_from_config(model_config, first_stage_model=first_stage)
+    _checked(check_hparams, strict, record, model.hparams_record(), source, config_source,
+             "list each scale's checkpoint with its own config (scale 1 first), or load with strict=False "
+             "(--ignore_checkpoint_record) to use it anyway")
     required = (NETWORK,) if first_stage is not None or first_stage_params.get("ckpt_path") else (NETWORK, FIRST_STAGE)
     load_weights(model, state_dict, source, config_source, required=required)
     lacking = [n for n, _ in model.transformer.named_parameters() if use_ema and shadow_name(n) not in shadows]

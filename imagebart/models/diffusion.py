@@ -24,7 +24,9 @@ from typing import Optional
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 
+from imagebart.checkpoint_record import RECORD_KEY, check_hparams, make_record, verify_digest
 from imagebart.diffusion.losses import bits_per_token, denoising_loss
 from imagebart.diffusion.multinomial import Corruption
 from imagebart.diffusion.multinomial import corrupt as draw_corruption
@@ -90,6 +92,7 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
         if ckpt_path is not None:  # read first: 2021 weights need the 2021-compatible network
             state_dict = read_state_dict(ckpt_path, ignore_keys)
             transformer_config = network_config_for(transformer_config, state_dict, ckpt_path)
+        self.network_config = OmegaConf.to_container(OmegaConf.create(transformer_config), resolve=True)
         self.transformer = instantiate_from_config(transformer_config)
         self.transformer.sos_token = int(sos_token)
         if hasattr(self.transformer, "attach_schedule"):  # the residual-scaled network reads α_t
@@ -126,6 +129,29 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
                 raise ValueError(f"a decoder-only network ignores x_T, which needs beta_T = 1 (x_T pure noise); "
                                  f"redraw_prob={self.redraw_prob!r} gives "
                                  f"beta_T={float(self.schedule.betas[-1]):.4f}")
+
+    def hparams_record(self) -> dict:
+        """What fixes the meaning of the weights; checkpoints record it, loading compares it."""
+        return {"denoiser": type(self).__name__, "n_scales": self.n_scales, "single_scale": self.single_scale,
+                "alphas_cumprod": [round(a, 6) for a in self.schedule.alphas_cumprod.tolist()],
+                "num_codes": self.num_codes, "latent_shape": list(self.latent_shape),
+                "conditional": self.conditioner is not None, "network": self.network_config}
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint[RECORD_KEY] = make_record(checkpoint["state_dict"], self.hparams_record())
+
+    def on_load_checkpoint(self, checkpoint):
+        """Resuming: the weights must be intact and the config must still build the same model."""
+        if not self.check_resumed_checkpoint:
+            return
+        source = getattr(self._trainer, "ckpt_path", None) or "being resumed"
+        record = checkpoint.get(RECORD_KEY)
+        verify_digest(record, checkpoint["state_dict"], source)
+        check_hparams(record, self.hparams_record(), source, "the config",
+                      "resume with the config it was trained with, or pass --ignore_checkpoint_record to "
+                      "main.py to resume with the edited one anyway")
+
+    check_resumed_checkpoint = True  # main.py --ignore_checkpoint_record switches it off
 
     def on_fit_start(self):
         if not self.first_stage_has_weights and self.trainer.ckpt_path is None:

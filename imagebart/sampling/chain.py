@@ -111,8 +111,11 @@ class ImageBARTChain:
 
     @classmethod
     def from_sampling_config(cls, config_or_path: Union[str, Path, Mapping, SamplingConfig], device=None,
-                             ema: bool = True, offload: bool = False) -> "ImageBARTChain":
-        """Load every scale of a sampling config (``checkpoints:``/``configs:``, scale 1 first)."""
+                             ema: bool = True, offload: bool = False, strict: bool = True) -> "ImageBARTChain":
+        """Load every scale of a sampling config (``checkpoints:``/``configs:``, scale 1 first).
+
+        ``strict=False`` only reports checkpoints whose record (digest, hyper-parameters) does not
+        match, instead of refusing them."""
         paths = config_or_path if isinstance(config_or_path, SamplingConfig) else load_sampling_config(config_or_path)
         loaded: dict[tuple, Any] = {}
         models, sources, first_stage = [], [], None
@@ -121,7 +124,8 @@ class ImageBARTChain:
             if key not in loaded:
                 logger.info("scale %d: %s with %s", index + 1, ckpt, config_path)
                 loaded[key] = load_denoiser(paths.load_scale_config(index), ckpt, first_stage=first_stage, ema=ema,
-                                            config_source=str(config_path))
+                                            config_source=f"{config_path} (configs[{index}] of {paths.source})",
+                                            strict=strict)
                 first_stage = loaded[key].first_stage_model
             models.append(loaded[key])
             sources.append(f"{config_path} (configs[{index}] of {paths.source})")

@@ -15,6 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import TINY_DDCONFIG, TINY_EMBED_DIM
+from imagebart.loading import native_checkpoint
 from imagebart.util import instantiate_from_config
 
 T = 3  # n_scales
@@ -138,7 +139,9 @@ def write_chain(folder: Path, conditional: bool = False, ema_offset: float = 0.5
         if not first_stage_in_checkpoints:
             state_dict = {k: v for k, v in state_dict.items() if not k.startswith("first_stage_model.")}
             config["model"]["params"]["first_stage_config"]["params"]["ckpt_path"] = str(folder / "vqgan.ckpt")
-        torch.save({"state_dict": state_dict, "global_step": 0}, folder / f"scale{scale}.ckpt")
+        # recorded like a trained checkpoint: digest + hyper-parameters
+        torch.save(native_checkpoint(state_dict, global_step=0, hparams=model.hparams_record()),
+                   folder / f"scale{scale}.ckpt")
         OmegaConf.save(OmegaConf.create(config), folder / f"scale{scale}.yaml")
         checkpoints.append(str(folder / f"scale{scale}.ckpt"))
         configs.append(str(folder / f"scale{scale}.yaml"))
