@@ -37,7 +37,7 @@ from imagebart.models.image_logs import denoiser_image_logs
 from imagebart.models.original_api import OriginalDenoiserAPI
 from imagebart.modules.autoregressive import sample_tokens
 from imagebart.modules.ema import LitEma
-from imagebart.util import check_positive_int, instantiate_from_config
+from imagebart.util import check_positive_int, instantiate_from_config, is_integer, is_number
 
 logger = logging.getLogger(__name__)
 
@@ -54,15 +54,18 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
                  single_scale: Optional[int] = None, use_past_for_sampling: bool = True,
                  schedule_curves=None, first_stage_model=None):
         super().__init__()
-        check_positive_int("n_scales", n_scales)
-        if single_scale is not None and not 1 <= single_scale <= n_scales:
-            raise ValueError(f"single_scale must be in 1..n_scales={n_scales} (or absent for joint training), "
-                             f"got {single_scale!r}")
+        check_positive_int("model.params.n_scales", n_scales)
+        if single_scale is not None and (not is_integer(single_scale) or not 1 <= single_scale <= n_scales):
+            raise ValueError(f"model.params.single_scale must be an integer in 1..n_scales={n_scales} (or absent "
+                             f"for joint training), got {single_scale!r}")
+        if top_k is not None:
+            check_positive_int("model.params.top_k (or null for no top-k filtering)", top_k)
+        check_positive_int("model.params.sos_token", sos_token, minimum=0)
         if rescale_transformer_logits:
             raise ValueError("rescale_transformer_logits: true was dropped by the original too")
         alpha = 1.0 if soft_only else alpha  # the original's soft_only means alpha = 1
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha (weight of the soft loss) must be in [0, 1], got {alpha}")
+        if not is_number(alpha) or not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"model.params.alpha (weight of the soft loss) must be a number in [0, 1], got {alpha!r}")
         self.n_scales, self.single_scale, self.alpha = n_scales, single_scale, float(alpha)
         self.redraw_prob, self.top_k = redraw_prob, top_k
         self.first_stage_key, self.conditioner_key = first_stage_key, conditioner_key
@@ -186,8 +189,11 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
             if self.use_ema:
                 self.transformer_ema.restore(self.transformer.parameters())
 
-    def on_train_batch_end(self, *args, **kwargs):
-        if self.use_ema:  # (the original also updated after validation batches)
+    def optimizer_step(self, *args, **kwargs):
+        """The EMA follows every optimizer step at once, so a checkpoint saved at the end of a batch
+        holds weights and EMA of the same step (the original also updated after validation batches)."""
+        super().optimizer_step(*args, **kwargs)
+        if self.use_ema:
             self.transformer_ema(self.transformer)
 
     # inputs

@@ -78,6 +78,23 @@ def test_released_config_trains_a_step_when_shrunk(name, tiny_vqgan_ckpt, tiny_r
         assert int(model.transformer_ema.num_updates) == 1
 
 
+def test_checkpoints_hold_the_ema_of_their_step(tmp_path, tiny_vqgan_ckpt, tiny_remap):
+    """Saved at the end of a batch, a checkpoint's EMA has seen exactly global_step updates."""
+    config = base_config(tiny_vqgan_ckpt, tiny_remap)
+    model = instantiate_from_config(config.model)
+    every_step = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=1, save_top_k=-1)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[every_step], max_steps=3, limit_val_batches=0)
+    trainer.fit(model, demo_loader(8))
+    paths = sorted(tmp_path.glob("*.ckpt"))
+    assert len(paths) == 3
+    for path in paths:
+        checkpoint = torch.load(path, weights_only=False)
+        step = checkpoint["global_step"]
+        assert int(checkpoint["state_dict"]["transformer_ema.num_updates"]) == step
+        assert all(int(state["step"]) == step for state in checkpoint["optimizer_states"][0]["state"].values())
+
+
 def test_validation_logs_raw_and_ema_losses_in_nats_and_bits(tiny_vqgan_ckpt, tiny_remap):
     config = shrink(REPO / "configs/ffhq/4_scales/ffhq-geometric-scale2.yaml", tiny_vqgan_ckpt, tiny_remap)
     model = instantiate_from_config(config.model)
@@ -124,8 +141,8 @@ def base_config(tiny_vqgan_ckpt, tiny_remap, name="ffhq/4_scales/ffhq-geometric-
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda c: c.model.params.update(single_scale=5), "single_scale must be in 1..n_scales=4"),
-        (lambda c: c.model.params.update(single_scale=0), "single_scale must be in 1..n_scales=4"),
+        (lambda c: c.model.params.update(single_scale=5), "single_scale must be an integer in 1..n_scales=4"),
+        (lambda c: c.model.params.update(single_scale=0), "single_scale must be an integer in 1..n_scales=4"),
         (lambda c: c.model.params.update(redraw_prob="geometrik"), "geometrik"),
         (lambda c: c.model.params.update(redraw_prob=None), "redraw_prob is required"),
         (lambda c: c.model.params.transformer_config.params.update(dec_num_tokens=10), "dec_num_tokens=10 must equal"),
@@ -133,6 +150,12 @@ def base_config(tiny_vqgan_ckpt, tiny_remap, name="ffhq/4_scales/ffhq-geometric-
         (lambda c: c.model.params.transformer_config.params.update(enc_max_seq_len=8), "enc_max_seq_len=8"),
         (lambda c: c.model.params.transformer_config.params.update(dec_max_seq_len=8), "dec_max_seq_len=8"),
         (lambda c: c.model.params.update(alpha=1.5), "alpha"),
+        (lambda c: c.model.params.update(alpha="half"), r"model.params.alpha .*got 'half'"),
+        (lambda c: c.model.params.update(single_scale="one"), r"model.params.single_scale must be an integer.*'one'"),
+        (lambda c: c.model.params.update(top_k="abc"), r"model.params.top_k .*'abc'"),
+        (lambda c: c.model.params.update(top_k=0), r"model.params.top_k"),
+        (lambda c: c.model.params.update(n_scales=3), r"model.params.transformer_config.params.n_scales=4 but "
+                                                      r"model.params.n_scales=3"),
     ],
 )
 def test_config_mistakes_are_named_before_training(tiny_vqgan_ckpt, tiny_remap, edit, message):

@@ -263,8 +263,8 @@ class ResidualScaledXTransformer(XTransformer):
     def attach_schedule(self, schedule: nn.Module) -> None:
         """Share the denoiser's :class:`~imagebart.diffusion.schedule.MultinomialSchedule`."""
         if schedule.n_scales != self.n_scales:
-            raise ValueError(f"transformer_config.params.n_scales={self.n_scales} but the denoiser's schedule has "
-                             f"n_scales={schedule.n_scales}; set both to the same T")
+            raise ValueError(f"model.params.transformer_config.params.n_scales={self.n_scales} but "
+                             f"model.params.n_scales={schedule.n_scales}; set both to the same T")
         self.schedule = schedule
 
     def add_residual(self, logits, src, offset):
