@@ -7,13 +7,16 @@ numpy scalars). For those, and only for globals from the packages in
 :data:`METADATA_PACKAGES` (plus plain builtin types such as ``int``), we substitute inert
 stand-ins (:class:`OpaqueObject`) that store what they are given and run no code of the
 original class. Any other global (``os.system``, ``builtins.eval``, a user class) makes loading
-fail with an error naming the file.
+fail with an error naming the file. A file that is not a torch checkpoint at all (empty, truncated by
+an interrupted download or save, random bytes) raises :class:`CheckpointReadError`, one line naming
+the file and what is wrong with it.
 """
 
 from __future__ import annotations
 
 import logging
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -56,6 +59,14 @@ _SAFE_BUILTINS = {
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint pickles code that we refuse to run."""
+
+
+class CheckpointReadError(ValueError):
+    """A file given as a checkpoint cannot be read as one (empty, truncated, not written by torch.save)."""
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format starts with a zip entry
+PICKLE_PROTO = b"\x80"  # a pickle (torch's legacy format) starts with its PROTO opcode
 
 
 # inert stand-ins
@@ -104,31 +115,64 @@ def _is_metadata_global(name: str) -> bool:
 # loading
 
 
+def _first_line(err: BaseException, limit: int = 160) -> str:
+    """The first line of an error (torch's read errors run over several paragraphs)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    telling = [line for line in lines if "GLOBAL" in line or "WeightsUnpickler error" in line]  # the refused global
+    text = (telling or lines or [type(err).__name__])[0]
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _unreadable(path: Path, err: BaseException) -> CheckpointReadError:
+    """Say what is wrong with a file torch cannot read, judged from its size and first bytes."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if size == 0:
+        what = "the file is empty (0 bytes)"
+    elif head == ZIP_MAGIC:
+        what = f"it is a damaged or truncated torch.save archive ({size:,} bytes; {_first_line(err)})"
+    else:
+        what = f"it is not a file written by torch.save ({size:,} bytes starting {head!r}; {_first_line(err)})"
+    return CheckpointReadError(f"cannot read checkpoint {str(path)!r}: {what}. Download or save it again "
+                               "(an interrupted copy or save truncates it)")
+
+
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     """Load a ``torch.save`` file without executing pickled code.
 
     Plain tensor files load directly; Lightning 1.x metadata comes back as :class:`OpaqueObject`
     stand-ins (the tensors and plain containers are intact). Raises ``FileNotFoundError`` for a
-    missing file and :class:`UnsafeCheckpointError` when the file pickles anything else.
+    missing file, :class:`CheckpointReadError` for a file that is no readable checkpoint and
+    :class:`UnsafeCheckpointError` when the file pickles anything else.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointReadError(f"checkpoint {str(path)!r} is a folder; expected a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file {str(path)!r} does not exist")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         first_error = err
-    except Exception as err:  # corrupt / not a torch file
-        raise ValueError(f"cannot read checkpoint {str(path)!r}: {err}") from err
+    except Exception as err:  # noqa: BLE001 - torch raises anything from EOFError to IndexError on garbage
+        raise _unreadable(path, err) from err
 
-    try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception as err:  # legacy (non-zip) format cannot be inspected statically
+    with open(path, "rb") as handle:
+        pickled = handle.read(1) == PICKLE_PROTO
+    if not zipfile.is_zipfile(path) and not pickled:
+        raise _unreadable(path, first_error)  # random bytes can look like a bad pickle opcode
+    if not zipfile.is_zipfile(path):
+        # the legacy (non-zip) format cannot be inspected without unpickling: refuse, naming why
         raise UnsafeCheckpointError(
             f"refusing to load checkpoint {str(path)!r}: it is not loadable with weights_only=True "
-            f"({first_error}) and its pickled globals cannot be inspected ({err}). Re-save its "
-            "state_dict in a trusted environment with torch.save({'state_dict': sd}, path)."
-        ) from err
+            f"({_first_line(first_error)}) and, not being a zip archive, its pickled globals cannot be "
+            "inspected. Re-save its state_dict in a trusted environment with torch.save({'state_dict': sd}, path)."
+        )
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception as err:  # noqa: BLE001 - a damaged archive fails here in many ways
+        raise _unreadable(path, err) from err
     refused = sorted(n for n in names if not _is_metadata_global(n))
     if refused:
         raise UnsafeCheckpointError(
@@ -143,8 +187,10 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise UnsafeCheckpointError(
-            f"cannot load checkpoint {str(path)!r} safely: {err}"
+            f"cannot load checkpoint {str(path)!r} safely: {_first_line(err)}"
         ) from err
+    except Exception as err:  # noqa: BLE001 - see above
+        raise _unreadable(path, err) from err
 
 
 def load_state_dict(path: str | Path, map_location: Any = "cpu") -> dict[str, torch.Tensor]:

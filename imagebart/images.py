@@ -1,9 +1,19 @@
-"""Image tensors <-> pictures without torchvision: grids, uint8 conversion, PNG writing."""
+"""Image tensors <-> pictures without torchvision: grids, uint8 conversion, PNG writing.
+
+Every result file (PNGs here, settings and checkpoints elsewhere) is written through
+:func:`atomic_path`: a temporary file in the destination folder, flushed to disk, then renamed
+over the target, so a crash or a kill leaves either the old file or the new one, never half of one.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
+import tempfile
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -11,6 +21,71 @@ from PIL import Image
 
 # the suffixes read as images wherever a folder is scanned (datasets, the inpaint CLI); PIL reads them all
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+
+
+class ResultWriteError(ValueError):
+    """A result file could not be written (full disk, read-only folder); the message names it."""
+
+
+# atomic files
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; once the body has written it, fsync and rename it to ``path``.
+
+    The temporary file lives in the destination folder because a rename is only atomic within one
+    filesystem (a temporary file in ``$TMPDIR`` would be copied, and a kill during the copy
+    truncates the target). Errors from the disk become :class:`ResultWriteError` naming ``path``.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(handle)
+    except OSError as err:
+        raise ResultWriteError(f"cannot write {path}: {err.strerror or err}") from err
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        raise ResultWriteError(f"cannot write {path}: {err.strerror or err}; free space or fix the folder's "
+                               "permissions, then re-run the same command to resume") from err
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def non_finite_keys(value: Any, where: str = "") -> list:
+    """The keys (``a.b[2]``) of every NaN or infinite float in nested dicts and lists."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [where or "<value>"]
+    if isinstance(value, dict):
+        return [k for key, item in value.items() for k in non_finite_keys(item, f"{where}.{key}".lstrip("."))]
+    if isinstance(value, (list, tuple)):
+        return [k for i, item in enumerate(value) for k in non_finite_keys(item, f"{where}[{i}]")]
+    return []
+
+
+def strict_json(data: Any) -> str:
+    """JSON text that every parser reads: NaN and infinities are refused, naming their keys."""
+    bad = non_finite_keys(data)
+    if bad:
+        raise ValueError(f"cannot write {', '.join(bad)} to JSON: NaN and infinity are not JSON numbers")
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+
+def write_json(data: Any, path: str | Path) -> Path:
+    """Write ``data`` as strict JSON, atomically."""
+    text = strict_json(data)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+# pictures
 
 
 def make_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 0.0) -> torch.Tensor:
@@ -36,10 +111,10 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def save_image(image: torch.Tensor, path: str | Path) -> Path:
-    """Write a (C, H, W) image in [-1, 1] as PNG, creating the folder."""
+    """Write a (C, H, W) image in [-1, 1] as PNG (atomically), creating the folder."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_uint8(image)).save(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(to_uint8(image)).save(tmp, format="PNG")
     return path
 
 
@@ -47,3 +122,12 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
     """Write a batch (B, C, H, W) in [-1, 1] as one grid PNG."""
     return save_image(make_grid(images.detach().float().cpu(), nrow=nrow, pad_value=1.0), path)
 
+
+def image_is_intact(path: str | Path) -> bool:
+    """Whether ``path`` is a complete, decodable image (a resumed run re-writes the others)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+        return True
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False

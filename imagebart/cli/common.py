@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
 
+from imagebart.checkpoint_io import UnsafeCheckpointError
 from imagebart.config import ConfigError
 from imagebart.util import default_device
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 NONE_WORDS = ("none", "config")  # "use the config's value" in a per-scale list
-INPUT_ERRORS = (ValueError, TypeError, FileNotFoundError, ConfigError)  # the user's mistake, not a bug
+# the user's mistake, not a bug (CheckpointReadError, SettingsMismatch, ResultWriteError ... are ValueErrors)
+INPUT_ERRORS = (ValueError, TypeError, FileNotFoundError, ConfigError, UnsafeCheckpointError)
 EXIT_USAGE = 2  # argparse's exit code for bad input, used for every input error
 EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
 
@@ -105,6 +109,35 @@ def resolve_device(name: Optional[str]) -> torch.device:
     return device
 
 
+# output folders
+
+
+def check_outdir(path, name: str = "--outdir") -> Path:
+    """Refuse, before any work, an output folder that is a file or cannot be created or written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name} {path}: is a file; expected a folder (created when missing)")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{name} {path}: cannot create the folder, {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{name} {path}: {existing} is not writable (read-only folder or file system); "
+                         "choose another folder")
+    return path
+
+
+def make_outdir(path, name: str = "--outdir") -> Path:
+    """Create the output folder, or say in one line why it cannot be."""
+    path = check_outdir(path, name)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"{name} {path}: cannot create the folder ({err.strerror or err})") from None
+    return path
+
+
 # logging and errors
 
 
@@ -117,10 +150,9 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def error_message(err: BaseException) -> str:
-    """The text of an error (a KeyError's str() would add quotes around it)."""
-    if isinstance(err, KeyError) and err.args:
-        return str(err.args[0])
-    return str(err)
+    """The text of an error on one line (a KeyError's str() would add quotes around it)."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    return " ".join(text.split()) or type(err).__name__
 
 
 def run_cli(prog: str, body: Callable[[], Any], debug: bool = False, extra_errors: tuple = (),

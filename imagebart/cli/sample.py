@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from imagebart.cli.common import parse_class_label, per_scale_option, resolve_device, run_command
+from imagebart.cli.common import check_outdir, parse_class_label, per_scale_option, resolve_device, run_command
 from imagebart.sampling.batch import PRECISIONS, run_sampling, sampling_settings
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     if args.precision == "16" and device.type != "cuda":
         raise ValueError(f"--precision 16 needs a CUDA device (got {device}); use 32 or bf16")
+    check_outdir(args.outdir)
     paths = load_sampling_config(args.config)
     chain = ImageBARTChain.from_sampling_config(paths, device=device, ema=not args.no_ema, offload=args.offload)
     if class_label is None and chain.is_conditional:

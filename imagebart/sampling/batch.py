@@ -8,9 +8,15 @@ Layout of ``--outdir``::
     tokens.npz                     all final tokens x_0 (n, L), plus class labels if conditional
     grid.png                       the first images as one grid
 
+    .lock                          held (``flock``) while a run writes here; names its process
+
 Batch k draws from its own generator, seeded from (seed, k), so it is reproducible on its own:
-an interrupted run resumes by sampling only the batches whose PNGs or marker are missing,
-and writes only the missing PNGs.
+an interrupted run resumes by sampling only the batches whose PNGs or marker are missing or
+damaged, and writes only those PNGs. Every file is written atomically (temporary file + rename),
+so a killed run leaves whole files; PNGs from elsewhere (an older version, a bad disk) are still
+opened and decoded on resume. Without settings.json the folder holds no run to resume: batch
+markers left there are dropped and every image is written anew (deleting settings.json is how
+to start over deliberately in the same folder).
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ import logging
 import math
 import os
 import platform
+import socket
+import sys
+import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Callable, Optional
@@ -30,13 +39,14 @@ import torch
 from PIL import Image
 
 import imagebart
-from imagebart.images import save_grid, save_image
+from imagebart.images import atomic_path, image_is_intact, save_grid, save_image, strict_json, write_json
 from imagebart.util import check_positive_int
 
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("32", "bf16", "16")
 GRID_MAX_IMAGES = 64
+LOCK_NAME = ".lock"
 
 
 # helpers
@@ -83,23 +93,96 @@ class SettingsMismatch(ValueError):
     """``--outdir`` holds a run with other settings: resuming would mix two experiments."""
 
 
-def check_or_write_settings(outdir: Path, settings: dict) -> bool:
+def check_or_write_settings(outdir: Path, settings: dict, override_hint: str = "choose a new --outdir") -> bool:
     """Write settings.json, or check that it matches; returns True when resuming."""
-    path = outdir / "settings.json"
-    normalised = json.loads(json.dumps(settings))
+    path = Path(outdir) / "settings.json"
+    normalised = json.loads(strict_json(settings))
     if path.is_file():
-        previous = json.loads(path.read_text())
+        try:
+            previous = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise SettingsMismatch(f"{path} is not valid JSON ({err}); delete it to start this folder over, "
+                                   f"or {override_hint}") from None
         if previous != normalised:
             keys = sorted(k for k in set(previous) | set(normalised) if previous.get(k) != normalised.get(k))
             details = "; ".join(f"{k}: was {previous.get(k)!r}, now {normalised.get(k)!r}" for k in keys[:6])
-            raise SettingsMismatch(f"{outdir} holds a run with other settings ({details}). Resume with the same "
-                                   "arguments, or choose a new --outdir")
+            raise SettingsMismatch(f"{Path(outdir)} holds a run with other settings ({details}). Resume with the "
+                                   f"same arguments, {override_hint}, or delete {path} to start over there")
         return True
-    outdir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(normalised, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(normalised, path)
     return False
+
+
+class OutdirLocked(ValueError):
+    """Another run is writing to the same output folder."""
+
+
+class OutdirLock:
+    """``with OutdirLock(outdir):`` one writer per output folder.
+
+    An ``flock`` on ``<outdir>/.lock``: the kernel drops it when the holder dies, so a lock left by
+    a killed run never blocks. The file records the holder (pid, host, start, command) for the
+    message the next run shows; it is never deleted, as deleting it would let two runs lock two
+    different files of the same name.
+    """
+
+    def __init__(self, outdir, name: str = "--outdir"):
+        self.outdir, self.name, self.fd = Path(outdir), name, None
+
+    def __enter__(self) -> "OutdirLock":
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: run unlocked rather than not at all
+            logger.warning("no file locking on this system: make sure no other run writes to %s", self.outdir)
+            return self
+        path = self.outdir / LOCK_NAME
+        try:
+            self.outdir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise ValueError(f"{self.name} {self.outdir}: cannot create {path} ({err.strerror or err})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 4096).decode(errors="replace")
+            os.close(fd)
+            raise OutdirLocked(f"{self.name} {self.outdir} is in use by another run ({describe_holder(holder)}); "
+                               f"wait for it to finish, or choose another {self.name}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                 "command": " ".join(sys.argv)[:300]}).encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            os.close(self.fd)  # releases the flock
+            self.fd = None
+
+
+def describe_holder(text: str) -> str:
+    """The lock file's record as words, saying whether its process still runs on this host."""
+    try:
+        holder = json.loads(text)
+        pid, host = int(holder["pid"]), str(holder["host"])
+    except (ValueError, KeyError, TypeError):
+        return "its holder left no record yet"
+    words = f"process {pid} on {host}, started {holder.get('started', '?')}: {holder.get('command', '?')}"
+    if host == socket.gethostname() and not pid_alive(pid):
+        words += f"; process {pid} has ended, so a child process of it still holds the lock"
+    return words
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def sampling_settings(chain, sampling_config, n: int, batch_size: int, seed: int, top_k, temperature,
@@ -125,12 +208,33 @@ def _read_png(path: Path) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).float() / 127.5 - 1.0  # (3, H, W) in [-1, 1]
 
 
+def read_marker(marker: Path, n_images: int) -> Optional[np.ndarray]:
+    """The tokens of a finished batch, or None when its marker is missing or damaged."""
+    try:
+        with np.load(marker) as arrays:
+            tokens = arrays["tokens"]
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+    return tokens if tokens.shape[0] == n_images else None
+
+
+def drop_stale_markers(batches_dir: Path) -> None:
+    """A folder without settings.json holds no run to resume: forget its finished batches."""
+    stale = sorted(batches_dir.glob("batch_*.npz"))
+    if stale:
+        logger.warning("%s: no settings.json, so its %d batch markers belong to no known run; sampling every "
+                       "batch anew", batches_dir.parent, len(stale))
+    for marker in stale:
+        marker.unlink()
+
+
 def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, temperature=1.0,
                  class_label=None, precision: str = "32", use_cache: bool = True,
                  settings: Optional[dict] = None, progress_for_batch: Optional[Callable] = None) -> dict:
     """Sample ``n`` images in batches into ``outdir`` (resuming a previous run); returns a summary.
 
     ``progress_for_batch(index, n_batches)`` may return a ``progress(t, step, steps)`` callback.
+    The folder is locked (:class:`OutdirLock`) from the settings check to the last file.
     """
     check_positive_int("n", n)
     check_positive_int("batch_size", batch_size)
@@ -144,20 +248,40 @@ def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, 
                        chain.make_generator(0))
     with precision_context(chain.device, precision):
         pass
-    resumed = check_or_write_settings(outdir, settings or {})
-    samples_dir, batches_dir = outdir / "samples", outdir / "batches"
-    samples_dir.mkdir(parents=True, exist_ok=True)
-    batches_dir.mkdir(parents=True, exist_ok=True)
+    strict_json(settings or {})
+    with OutdirLock(outdir):
+        samples_dir, batches_dir = outdir / "samples", outdir / "batches"
+        if not (outdir / "settings.json").is_file() and batches_dir.is_dir():
+            drop_stale_markers(batches_dir)
+        resumed = check_or_write_settings(outdir, settings or {})
+        samples_dir.mkdir(parents=True, exist_ok=True)
+        batches_dir.mkdir(parents=True, exist_ok=True)
+        counts = _sample_batches(chain, outdir, n, batch_size, seed, top_k, temperature, class_label, precision,
+                                 use_cache, progress_for_batch)
+        _write_totals(chain, outdir, n, batch_size)
+    summary = {"outdir": str(outdir), "resumed": resumed, **counts}
+    logger.info("%s", summary)
+    return summary
 
+
+def _sample_batches(chain, outdir: Path, n, batch_size, seed, top_k, temperature, class_label, precision,
+                    use_cache, progress_for_batch) -> dict:
+    """Sample every batch whose marker or PNGs are missing or damaged; write only those PNGs."""
+    samples_dir, batches_dir = outdir / "samples", outdir / "batches"
     n_batches = math.ceil(n / batch_size)
     done, sampled, written = 0, 0, 0
     for index in range(n_batches):
         start, stop = index * batch_size, min(n, (index + 1) * batch_size)
         pngs = [samples_dir / f"{i:06d}.png" for i in range(start, stop)]
         marker = batches_dir / f"batch_{index:06d}.npz"
-        if marker.is_file() and all(p.is_file() for p in pngs):
+        previous = read_marker(marker, stop - start) if marker.is_file() else None
+        missing = [p for p in pngs if not image_is_intact(p)]
+        if previous is not None and not missing:
             done += 1
             continue
+        for path in missing:
+            if path.exists():
+                logger.warning("%s is damaged (a run killed while writing it?); writing it again", path)
         progress = progress_for_batch(index, n_batches) if progress_for_batch is not None else None
         with precision_context(chain.device, precision):
             result = chain.sample(stop - start, top_k=top_k, temperature=temperature,
@@ -165,32 +289,33 @@ def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, 
                                   generator=chain.make_generator(batch_seed(seed, index)),
                                   progress=progress, use_cache=use_cache)
         tokens = result.tokens.cpu().numpy()  # (b, L)
-        if marker.is_file():
-            previous = np.load(marker)["tokens"]
-            if not np.array_equal(previous, tokens):
-                logger.warning("batch %d came out differently than in the interrupted run (other device or "
-                               "library versions?); keeping the new tokens", index)
+        if previous is not None and not np.array_equal(previous, tokens):
+            logger.warning("batch %d came out differently than in the interrupted run (other device or "
+                           "library versions?); keeping the new tokens", index)
+        redo = set(missing) if previous is not None and np.array_equal(previous, tokens) else set(pngs)
         for image, path in zip(result.images, pngs):
-            if not path.is_file():
+            if path in redo or not path.is_file():
                 save_image(image, path)
                 written += 1
         arrays = {"tokens": tokens, "image_index": np.arange(start, stop)}
         if result.class_label is not None:
             arrays["class_label"] = result.class_label.cpu().numpy()
-        tmp = marker.with_name(marker.stem + ".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, marker)
+        with atomic_path(marker) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
         sampled += 1
+    return {"batches_sampled": sampled, "batches_already_done": done, "images_written": written}
 
-    batches = [np.load(batches_dir / f"batch_{k:06d}.npz") for k in range(n_batches)]
+
+def _write_totals(chain, outdir: Path, n: int, batch_size: int) -> None:
+    """tokens.npz (all batches) and grid.png, from the markers and the PNGs on disk."""
+    batches = [np.load(outdir / "batches" / f"batch_{k:06d}.npz") for k in range(math.ceil(n / batch_size))]
     final = {"tokens": np.concatenate([b["tokens"] for b in batches]),
              "latent_shape": np.array(chain.latent_shape)}
     if chain.is_conditional:
         final["class_label"] = np.concatenate([b["class_label"] for b in batches])
-    np.savez(outdir / "tokens.npz", **final)
-    shown = [_read_png(samples_dir / f"{i:06d}.png") for i in range(min(n, GRID_MAX_IMAGES))]
+    with atomic_path(outdir / "tokens.npz") as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **final)
+    shown = [_read_png(outdir / "samples" / f"{i:06d}.png") for i in range(min(n, GRID_MAX_IMAGES))]
     save_grid(torch.stack(shown), outdir / "grid.png", nrow=min(8, len(shown)))
-    summary = {"outdir": str(outdir), "resumed": resumed, "batches_sampled": sampled,
-               "batches_already_done": done, "images_written": written}
-    logger.info("%s", summary)
-    return summary
