@@ -1,0 +1,1 @@
+"""Sample-quality evaluation: feature networks and the metrics computed on their features."""
