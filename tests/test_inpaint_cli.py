@@ -37,8 +37,8 @@ def test_folder_with_preset_mask(sampling_config, images, tmp_path):
     assert inpaint.main(["--config", str(sampling_config), "--image", str(images), "--mask", "centre:0.5",
                          "-n", "3", "--batch_size", "2", "--chain_length", "1,2,1", "--top_k", "8",
                          "--temperature", "0.9", "--seed", "1", "--outdir", str(outdir), "--device", "cpu"]) == 0
-    assert sorted(p.name for p in outdir.iterdir()) == ["odd", "square"]
-    for name in ("odd", "square"):
+    assert sorted(p.name for p in outdir.iterdir()) == [".lock", "odd.png", "square.jpg"]
+    for name in ("odd.png", "square.jpg"):
         files = sorted(p.name for p in (outdir / name).iterdir())
         assert files == ["grid.png", "masked.png", "original.png", "sample_000.png", "sample_001.png",
                          "sample_002.png", "settings.json"]
@@ -64,15 +64,15 @@ def test_mask_file_and_reproducible_seed(sampling_config, images, tmp_path):
         inpaint.main(["--config", str(sampling_config), "--image", str(images / "square.jpg"),
                       "--mask", str(tmp_path / "mask.png"), "-n", "2", "--seed", "5", "--outdir", str(outdir),
                       "--device", "cpu"])
-        runs.append([read(outdir / "square" / f"sample_{i:03d}.png") for i in range(2)])
-        masked = read(outdir / "square" / "masked.png")
+        runs.append([read(outdir / "square.jpg" / f"sample_{i:03d}.png") for i in range(2)])
+        masked = read(outdir / "square.jpg" / "masked.png")
         assert (masked[IMAGE_SIZE // 2:] == 128).all()
     assert all(np.array_equal(a, b) for a, b in zip(*runs))
 
 
 @pytest.mark.parametrize("extra, message", [
     (["--mask", "diagonal"], "neither an existing file nor a preset"),
-    (["--mask", "NOTES"], "cannot read mask file"),
+    (["--mask", "NOTES"], "cannot read --mask file"),
     (["--class_label", "3"], "unconditional"),
     (["--chain_length", "1,2"], "chain_length"),
     (["--image", "NOWHERE"], "no such file or folder"),
@@ -86,3 +86,56 @@ def test_errors_name_the_problem(sampling_config, images, tmp_path, capsys, extr
         inpaint.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+# results never overwritten or mixed
+
+
+def run_args(config, image, outdir, *extra):
+    return ["--config", str(config), "--image", str(image), "--outdir", str(outdir), "--device", "cpu",
+            "--mask", "centre:0.5", "--chain_length", "1", *extra]
+
+
+def test_same_stem_gets_two_folders(sampling_config, tmp_path):
+    folder = tmp_path / "same_stem"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(folder / "photo.png")
+    Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(folder / "photo.jpg")
+    outdir = tmp_path / "out"
+    assert inpaint.main(run_args(sampling_config, folder, outdir, "-n", "1")) == 0
+    assert sorted(p.name for p in outdir.iterdir() if p.is_dir()) == ["photo.jpg", "photo.png"]
+    originals = [read(outdir / name / "original.png") for name in ("photo.jpg", "photo.png")]
+    assert not np.array_equal(*originals)
+
+
+def test_rerun_with_other_settings_is_refused_naming_them(sampling_config, images, tmp_path, capsys):
+    outdir = tmp_path / "out"
+    assert inpaint.main(run_args(sampling_config, images / "square.jpg", outdir, "-n", "2", "--seed", "1")) == 0
+    before = (outdir / "square.jpg" / "sample_000.png").read_bytes()
+    for extra, named in ((["-n", "3", "--seed", "1"], "n_samples: was 2, now 3"),
+                         (["-n", "2", "--seed", "2"], "seed: was 1, now 2")):
+        with pytest.raises(SystemExit) as exit_info:
+            inpaint.main(run_args(sampling_config, images / "square.jpg", outdir, *extra))
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and named in err and err.count("\n") == 1
+    assert (outdir / "square.jpg" / "sample_000.png").read_bytes() == before
+    # deleting settings.json is the deliberate override: the folder is written anew
+    (outdir / "square.jpg" / "settings.json").unlink()
+    assert inpaint.main(run_args(sampling_config, images / "square.jpg", outdir, "-n", "3", "--seed", "2")) == 0
+    assert json.loads((outdir / "square.jpg" / "settings.json").read_text())["seed"] == 2
+
+
+def test_resume_rewrites_damaged_and_missing_samples_only(sampling_config, images, tmp_path):
+    outdir = tmp_path / "out"
+    argv = run_args(sampling_config, images / "square.jpg", outdir, "-n", "4", "--batch_size", "2")
+    assert inpaint.main(argv) == 0
+    folder = outdir / "square.jpg"
+    complete = {p.name: p.read_bytes() for p in folder.glob("*.png")}
+    damaged, missing, kept = folder / "sample_001.png", folder / "sample_003.png", folder / "sample_000.png"
+    damaged.write_bytes(complete["sample_001.png"][:40])  # as a crash mid-write would leave it
+    missing.unlink()
+    kept_mtime = kept.stat().st_mtime_ns
+    assert inpaint.main(argv) == 0
+    assert {p.name: p.read_bytes() for p in folder.glob("*.png")} == complete
+    assert kept.stat().st_mtime_ns == kept_mtime

@@ -8,13 +8,14 @@ non-square picture centre-cropped, other size resized, as the datasets do) or ra
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from imagebart.data.base import preprocess_image
+from imagebart.data.base import SIXTEEN_BIT_MODES, preprocess_image, to_rgb
 from imagebart.images import IMAGE_SUFFIXES
 from imagebart.sampling.masks import latent_mask, mask_from_image
 
@@ -51,13 +52,17 @@ def open_upload(data: bytes, name: str = "upload") -> Image.Image:
     if data is None or len(data) == 0:
         raise UploadError(f"{name} is empty (0 bytes)")
     try:
-        image = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
         if image.width * image.height > MAX_PIXELS:
             raise UploadError(f"{name} is {image.width}x{image.height} pixels; the limit is {MAX_PIXELS:,}")
         image.load()
     except UploadError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise UploadError(f"{name} is too large to decode ({err}); the limit is {MAX_PIXELS:,} pixels") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise UploadError(f"{name} is not an image that can be read ({', '.join(IMAGE_TYPES)}): {err}") from None
     if image.width < 1 or image.height < 1:
         raise UploadError(f"{name} has no pixels ({image.width}x{image.height})")
@@ -85,7 +90,9 @@ def prepare_image(image: Image.Image, size: int, name: str = "image") -> Prepare
         notes.append(("warning", f"{name} has an alpha channel: transparent pixels were flattened onto white."))
         image = flatten_alpha(image)
     elif image.mode != "RGB":
-        image = image.convert("RGB")
+        if image.mode in SIXTEEN_BIT_MODES:
+            notes.append(("info", f"{name} has 16 bits per pixel: scaled to 8 bits."))
+        image = to_rgb(image)  # 16-bit greys scaled, not clipped to white
     w, h = image.size
     if w != h:
         side = min(w, h)

@@ -10,15 +10,25 @@ resized like the images). ``size`` is a fraction of the side (0.5) or pixels (64
 Schedules (``--top_k``, ``--temperature``, ``--chain_length``) take one value or one per scale,
 comma-separated, in sampling order (scale T first).
 
-Writes, per input image, ``<outdir>/<name>/``: ``original.png`` (the image as the chain sees it),
-``masked.png`` (edited region greyed), ``sample_000.png``..., ``grid.png`` (original | masked |
-samples), and ``settings.json`` next to them.
+A mask that keeps every token of the latent grid is refused: there would be nothing to edit.
+
+Writes, per input image, ``<outdir>/<file name>/`` (``photo.png/`` and ``photo.jpg/`` are two
+folders; the suffix stays in the name so that no two inputs ever share one): ``original.png``
+(the image as the chain sees it), ``masked.png`` (edited region greyed), ``sample_000.png``...,
+``grid.png`` (original | masked | samples), and ``settings.json`` next to them.
+
+Re-running the same command resumes: an image folder whose settings.json matches keeps its
+intact samples and samples only the batches with missing or damaged PNGs (batch b of every image
+is seeded from (seed, b), so the result equals an uninterrupted run). Other settings (-n, --seed,
+--mask, schedules, another picture under the same name, ...) are refused, naming what differs:
+choose a new --outdir, or delete that folder's settings.json to overwrite it. One run at a time
+writes to an --outdir (a lock file, ``<outdir>/.lock``, names the run that holds it).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import hashlib
 import logging
 import time
 from pathlib import Path
@@ -26,12 +36,13 @@ from typing import Optional, Sequence
 
 import torch
 
-from imagebart.cli.common import parse_class_label, per_scale_option, resolve_device, run_command
-from imagebart.data.base import load_image, preprocess_image
-from imagebart.images import IMAGE_SUFFIXES, save_grid, save_image
+from imagebart.cli.common import check_outdir, parse_class_label, per_scale_option, resolve_device, run_command
+from imagebart.data.base import load_image, open_image, preprocess_image
+from imagebart.images import IMAGE_SUFFIXES, image_is_intact, save_grid, save_image
+from imagebart.sampling.batch import OutdirLock, batch_seed, check_or_write_settings, versions
 from imagebart.sampling.chain import ImageBARTChain
 from imagebart.sampling.editing import edit
-from imagebart.sampling.masks import grey_out, parse_mask
+from imagebart.sampling.masks import grey_out, parse_mask, token_keep_mask
 
 logger = logging.getLogger(__name__)
 
@@ -83,54 +94,106 @@ def image_tensor(path: Path, size: int) -> torch.Tensor:
 # the run
 
 
+def output_folder(outdir: Path, image: Path) -> Path:
+    """``<outdir>/<file name>``: the suffix stays, so ``photo.png`` and ``photo.jpg`` never share a folder."""
+    return outdir / image.name
+
+
+def check_mask_edits(mask: torch.Tensor, spec: str, latent_shape) -> None:
+    """Refuse a mask that keeps every token: the samples would all be the original."""
+    keep = token_keep_mask(mask, 1, latent_shape)  # (1, L) bool
+    if bool(keep.all()):
+        raise ValueError(f"--mask {spec}: keeps every token of the {latent_shape[0]}x{latent_shape[1]} latent grid, "
+                         "so there is nothing to edit; mark a larger region black (edit) or choose another preset")
+
+
+def image_settings(args, path: Path, batch_size: int, chain, top_k, temperature, chain_length,
+                   class_label, device) -> dict:
+    """Everything that determines one image's samples (checked on resume)."""
+    return {"image": path.name, "image_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "mask": args.mask, "mask_sha256": (hashlib.sha256(Path(args.mask).read_bytes()).hexdigest()
+                                               if Path(args.mask).is_file() else None),
+            "n_samples": args.n_samples, "batch_size": batch_size, "top_k": chain.top_k_schedule(top_k),
+            "temperature": chain.temperature_schedule(temperature), "chain_length": chain_length,
+            "class_label": class_label, "seed": args.seed, "batch_seeds": "numpy SeedSequence([seed, batch]) per image",
+            "config": str(args.config), "ema": not args.no_ema, "device": device.type, "chain": chain.describe(),
+            "versions": versions()}
+
+
 def run(args: argparse.Namespace) -> list:
-    """Edit every image; return the output folders."""
+    """Check everything, then edit every image under the outdir's lock; return the output folders."""
     if args.n_samples < 1:
         raise ValueError(f"-n must be >= 1, got {args.n_samples}")
-    batch_size = args.batch_size or args.n_samples
+    batch_size = args.n_samples if args.batch_size is None else args.batch_size
     if batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {batch_size}")
     top_k = per_scale_option(args.top_k, "--top_k", integer=True)
     temperature = per_scale_option(args.temperature, "--temperature")
+    if temperature is None:
+        raise ValueError("--temperature needs a number (or one per scale)")
     chain_length = per_scale_option(args.chain_length, "--chain_length", integer=True)
     class_label = parse_class_label(args.class_label)
+    device = resolve_device(args.device)
+    check_outdir(args.outdir)
     paths = list_images(args.image)
-    chain = ImageBARTChain.from_sampling_config(args.config, device=resolve_device(args.device),
-                                                ema=not args.no_ema)
+    if Path(args.mask).is_file():
+        open_image(args.mask, "--mask file")  # unreadable files and decompression bombs, named
+    chain = ImageBARTChain.from_sampling_config(args.config, device=device, ema=not args.no_ema)
     size = chain.first_stage.encoder.resolution
     mask = parse_mask(args.mask, (size, size))  # (H, W), 1 = keep
-    torch.manual_seed(args.seed)  # the first stage draws unknown remapped codes from the global RNG
-    generator = chain.make_generator(args.seed)
+    check_mask_edits(mask, args.mask, chain.latent_shape)
+    for path in paths:
+        image_tensor(path, size)  # every picture checked before any work (kept in memory one at a time)
+    plans = [(path, output_folder(args.outdir, path),
+              image_settings(args, path, batch_size, chain, top_k, temperature, chain_length, class_label, device))
+             for path in paths]
     logger.info("%d image(s), %dx%d, mask %s keeps %.0f%% of the pixels", len(paths), size, size, args.mask,
                 100 * float(mask.mean()))
+    with OutdirLock(args.outdir):
+        for _, folder, settings in plans:  # refuse other settings before sampling anything
+            if (folder / "settings.json").is_file():
+                check_or_write_settings(folder, settings)
+        for path, folder, settings in plans:
+            edit_one(chain, image_tensor(path, size), mask, folder, settings, args.n_samples, batch_size,
+                     dict(top_k=top_k, temperature=temperature, chain_length=chain_length, class_label=class_label))
+    return [folder for _, folder, _ in plans]
 
-    outdirs = []
-    for path in paths:
-        outdir = args.outdir / path.stem
-        original = image_tensor(path, size)  # (1, 3, H, W)
-        samples = []
-        start = time.time()
-        for first in range(0, args.n_samples, batch_size):
-            b = min(batch_size, args.n_samples - first)
-            result = edit(chain, original.expand(b, -1, -1, -1), mask, top_k=top_k, temperature=temperature,
-                          chain_length=chain_length, class_label=class_label, generator=generator)
-            samples.append(result.images.cpu())
-        samples = torch.cat(samples)  # (n, 3, H, W)
-        logger.info("%s: %d samples in %.1f s", path.name, args.n_samples, time.time() - start)
 
-        masked = grey_out(original, mask)  # (1, 3, H, W)
-        save_image(original[0], outdir / "original.png")
-        save_image(masked[0], outdir / "masked.png")
-        for i, sample in enumerate(samples):
-            save_image(sample, outdir / f"sample_{i:03d}.png")
-        row = torch.cat((original, masked, samples))  # (n+2, 3, H, W)
-        save_grid(row, outdir / "grid.png", nrow=row.shape[0])
-        settings = {"image": str(path), "mask": args.mask, "n_samples": args.n_samples, "top_k": top_k,
-                    "temperature": temperature, "chain_length": chain_length, "class_label": class_label,
-                    "seed": args.seed, "config": str(args.config), "chain": chain.describe()}
-        (outdir / "settings.json").write_text(json.dumps(settings, indent=2))
-        outdirs.append(outdir)
-    return outdirs
+def edit_one(chain, original: torch.Tensor, mask: torch.Tensor, folder: Path, settings: dict, n: int,
+             batch_size: int, options: dict) -> None:
+    """One image's samples, resuming: only batches with a missing or damaged PNG are sampled."""
+    resumed = check_or_write_settings(folder, settings)
+    samples = [folder / f"sample_{i:03d}.png" for i in range(n)]
+    start, sampled = time.time(), 0
+    for index, first in enumerate(range(0, n, batch_size)):
+        paths = samples[first:first + batch_size]
+        redo = [p for p in paths if not (resumed and image_is_intact(p))]
+        if not redo:
+            continue
+        for path in redo:
+            if path.exists():
+                logger.warning("%s is damaged or from another run; writing it again", path)
+        torch.manual_seed(batch_seed(settings["seed"], index))  # the first stage draws unknown remapped codes
+        generator = chain.make_generator(batch_seed(settings["seed"], index))
+        result = edit(chain, original.expand(len(paths), -1, -1, -1), mask, generator=generator, **options)
+        for image, path in zip(result.images.cpu(), paths):
+            if path in redo:  # the batch is redrawn whole (one generator), but intact files stay untouched
+                save_image(image, path)
+        sampled += len(redo)
+    logger.info("%s: %d samples in %.1f s (%d already there)", folder.name, sampled, time.time() - start,
+                n - sampled)
+    masked = grey_out(original, mask)  # (1, 3, H, W)
+    save_image(original[0], folder / "original.png")
+    save_image(masked[0], folder / "masked.png")
+    written = torch.stack([read_png(p) for p in samples])  # (n, 3, H, W)
+    row = torch.cat((original, masked, written))  # (n+2, 3, H, W)
+    save_grid(row, folder / "grid.png", nrow=row.shape[0])
+
+
+def read_png(path: Path) -> torch.Tensor:
+    """A written sample back as (3, H, W) in [-1, 1] (the grid shows exactly what is on disk)."""
+    array = preprocess_image(load_image(path), None)  # (H, W, 3)
+    return torch.from_numpy(array).permute(2, 0, 1)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

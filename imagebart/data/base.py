@@ -17,6 +17,7 @@ differ slightly from taming's FFHQ/ImageNet pipeline; the geometry (which window
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -43,17 +44,51 @@ class DataNotFoundError(FileNotFoundError):
 # reading files
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open ``path`` as an RGB PIL image; a missing or unreadable file names the path."""
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit PNG / TIFF greys open as one of these
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB with the same look.
+
+    PIL's own ``convert("RGB")`` clips 16-bit grey (``I;16``, ``I``) at 255, which turns nearly
+    every pixel white; those are scaled from 0..65535 to 0..255 instead. Float images (``F``) are
+    read as 0..1 when they lie in [0, 1], else as 0..255. Alpha is dropped, as ``convert`` does.
+    """
+    if image.mode in SIXTEEN_BIT_MODES:
+        array = np.asarray(image, dtype=np.float64) / 257.0  # 65535 -> 255
+        image = Image.fromarray(np.clip(array, 0, 255).round().astype(np.uint8), "L")
+    elif image.mode == "F":
+        array = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        array = array * 255.0 if array.size and 0.0 <= array.min() and array.max() <= 1.0 else array
+        image = Image.fromarray(np.clip(array, 0, 255).round().astype(np.uint8), "L")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def open_image(path: str | os.PathLike, what: str = "image file") -> Image.Image:
+    """Open and decode ``path`` (any mode), or raise ``ValueError`` naming it.
+
+    Refuses decompression bombs (more pixels than ``Image.MAX_IMAGE_PIXELS``: a small file that
+    would decode to gigabytes), which PIL only warns about below twice that limit.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     try:
-        with Image.open(path) as image:
-            image.load()  # decode now so a truncated file fails here, naming the path
-            return image.convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()  # decode now so a truncated file fails here, naming the path
+                return image.copy()  # independent of the file, which closes here
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ValueError(f"{what} {path} is too large to decode ({err}); expected at most "
+                         f"{Image.MAX_IMAGE_PIXELS:,} pixels") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f"cannot read image file {path}: {err}") from err
+        raise ValueError(f"cannot read {what} {path}: {err}") from err
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Open ``path`` as an 8-bit RGB PIL image (16-bit greys scaled); a missing or unreadable file names the path."""
+    return to_rgb(open_image(path))
 
 
 def read_file_list(path: str | os.PathLike, what: str = "file list") -> list[str]:
