@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
 from imagebart.checkpoint_io import load_checkpoint, load_state_dict
-from imagebart.cli.common import run_command
+from imagebart.cli.common import check_outdir, run_command
+from imagebart.images import atomic_path
 from imagebart.loading import first_stage_only, native_checkpoint, to_native
 
 logger = logging.getLogger(__name__)
@@ -39,13 +41,33 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> Path:
-    """Read, convert and write; refuses to overwrite unless ``--force``."""
-    out = Path(args.output)
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same path, a symlink to it, or a hard link (same inode)."""
+    try:
+        return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_paths(args: argparse.Namespace) -> Path:
+    """Refuse, before reading anything, every output that would destroy a file by accident."""
+    source, out = Path(args.input), Path(args.output)
+    if not source.is_file():
+        raise FileNotFoundError(f"input {source}: no such checkpoint file")
+    if same_file(source, out):
+        raise ValueError(f"output {out} is the input {source} (the same file, a symlink or a hard link to it); "
+                         "write the converted checkpoint elsewhere")
+    if out.is_dir():
+        raise ValueError(f"output {out} is a folder; expected a file path such as {out / source.name}")
     if out.exists() and not args.force:
-        raise ValueError(f"{out} exists; pass --force to overwrite it")
-    if Path(args.input).resolve() == out.resolve():
-        raise ValueError(f"input and output are the same file ({out}): write elsewhere")
+        raise ValueError(f"output {out} exists; pass --force to overwrite it")
+    check_outdir(out.parent, name=f"output {out}: folder")
+    return out
+
+
+def run(args: argparse.Namespace) -> Path:
+    """Read, convert and write atomically; refuses to overwrite unless ``--force``, and never the input."""
+    out = check_paths(args)
     step = load_checkpoint(args.input).get("global_step", 0)
     state_dict = load_state_dict(args.input)
     if args.first_stage_only:
@@ -54,9 +76,11 @@ def run(args: argparse.Namespace) -> Path:
         state_dict = to_native(state_dict, ema_only=args.ema_only, drop_first_stage=args.drop_first_stage)
     if args.half:
         state_dict = {k: v.half() if v.is_floating_point() else v for k, v in state_dict.items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(native_checkpoint(state_dict, global_step=step, source=str(args.input),
-                                 ema_only=bool(args.ema_only)), out)
+    if out.is_symlink() and args.force:
+        out.unlink()  # replace the link itself, never the file it points to
+    with atomic_path(out) as tmp:  # a kill mid-write leaves the old output (or none), never half of one
+        torch.save(native_checkpoint(state_dict, global_step=step, source=str(args.input),
+                                     ema_only=bool(args.ema_only)), tmp)
     logger.info("wrote %s (%d tensors, %.1f MiB)", out, len(state_dict), out.stat().st_size / 2**20)
     return out
 

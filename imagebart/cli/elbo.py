@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import logging
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from imagebart.cli.common import resolve_device, run_command
+from imagebart.cli.common import check_outdir, resolve_device, run_command
+from imagebart.config import load_config
+from imagebart.images import write_json
 from imagebart.metrics import chain_elbo
 from imagebart.sampling.chain import ImageBARTChain
 from imagebart.sampling.config import load_sampling_config
@@ -42,9 +43,28 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Every option that needs no model, checked before the chain is loaded."""
+    if args.batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
+    if args.max_batches is not None and args.max_batches < 1:
+        raise ValueError(f"--max_batches must be >= 1 (or left out for the whole split), got {args.max_batches}")
+    if args.data is not None and not Path(args.data).is_file():
+        raise FileNotFoundError(f"--data {args.data}: no such file; expected a YAML with a dataset "
+                                "{target, params}")
+    if args.json is not None:
+        if Path(args.json).is_dir():
+            raise ValueError(f"--json {args.json}: is a folder; expected a file path such as {Path(args.json) / 'elbo.json'}")
+        check_outdir(Path(args.json).parent, name=f"--json {args.json}: folder")
+
+
 def dataset_config(args: argparse.Namespace):
     if args.data is not None:
-        return OmegaConf.load(args.data)
+        config = load_config(args.data)
+        if "target" not in config:
+            raise ValueError(f"--data {args.data}: has no 'target'; expected a dataset {{target, params}} such as "
+                             "{target: imagebart.data.folder.ImageFolder, params: {root: ..., size: 256}}")
+        return config
     scale1 = load_sampling_config(args.config).load_scale_config(0)
     try:
         return scale1.data.params.validation
@@ -52,10 +72,27 @@ def dataset_config(args: argparse.Namespace):
         raise ValueError(f"scale 1's config has no data.params.validation; pass --data ({err})") from err
 
 
+def build_dataset(args: argparse.Namespace, resolution: int):
+    """The evaluation dataset, checked to be non-empty and to hold images of the chain's size."""
+    what = f"--data {args.data}" if args.data is not None else "scale 1's validation data"
+    dataset = instantiate_from_config(dataset_config(args))
+    if len(dataset) < 1:
+        raise ValueError(f"{what}: the dataset is empty")
+    image = dataset[0].get("image") if isinstance(dataset[0], dict) else None
+    shape = tuple(getattr(image, "shape", ()))
+    if len(shape) != 3 or shape[-1] != 3:
+        raise ValueError(f"{what}: items must hold an 'image' of shape (H, W, 3), got {shape or type(image).__name__}")
+    if shape[:2] != (resolution, resolution):
+        raise ValueError(f"{what}: images are {shape[0]}x{shape[1]}, the chain's VQGAN takes "
+                         f"{resolution}x{resolution}; set the dataset's size to {resolution}")
+    return dataset
+
+
 def run(args: argparse.Namespace) -> None:
     """Evaluate every scale and write the table (and the JSON figures)."""
+    check_options(args)
     chain = ImageBARTChain.from_sampling_config(args.config, device=resolve_device(args.device))
-    dataset = instantiate_from_config(dataset_config(args))
+    dataset = build_dataset(args, chain.first_stage.encoder.resolution)
     image_size = int(dataset[0]["image"].shape[0])
 
     def batches_for_scale(t):
@@ -69,10 +106,10 @@ def run(args: argparse.Namespace) -> None:
     report = chain_elbo(models, batches_for_scale, image_size)
     sys.stdout.write(report.table() + "\n")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"terms_nats_per_token": report.terms, "prior_nats_per_token": report.prior,
-                       "nats_per_token": report.nats_per_token, "bits_per_token": report.bits_per_token,
-                       "bits_per_dim": report.bits_per_dim, "examples_per_scale": report.batches}, handle, indent=2)
+        figures = {"terms_nats_per_token": report.terms, "prior_nats_per_token": report.prior,
+                   "nats_per_token": report.nats_per_token, "bits_per_token": report.bits_per_token,
+                   "bits_per_dim": report.bits_per_dim, "examples_per_scale": report.batches}
+        write_json(figures, args.json)  # strict JSON: a diverged (NaN) term is an error naming it
         logging.getLogger(__name__).info("wrote %s", args.json)
 
 

@@ -24,3 +24,30 @@ def test_first_stage_only_and_refusals(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("scripts/convert_checkpoint.py: error: ") and message in err
         assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("link", ["hard", "symbolic"])
+def test_force_onto_a_link_of_the_input_is_refused(tmp_path, capsys, link):
+    source = tmp_path / "run.ckpt"
+    torch.save({"state_dict": {"transformer.w": torch.arange(3.0)}}, source)
+    before = source.read_bytes()
+    alias = tmp_path / "alias.ckpt"
+    (alias.hardlink_to if link == "hard" else alias.symlink_to)(source)
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(source), str(alias), "--force"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "is the input" in err and len(err.strip().splitlines()) == 1
+    assert source.read_bytes() == before
+
+
+def test_force_replaces_a_symlink_not_its_target_and_leaves_no_temporary_file(tmp_path):
+    source, other = tmp_path / "run.ckpt", tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"transformer.w": torch.arange(3.0)}}, source)
+    torch.save({"state_dict": {"x": torch.zeros(1)}}, other)
+    kept = other.read_bytes()
+    out = tmp_path / "out.ckpt"
+    out.symlink_to(other)
+    assert main([str(source), str(out), "--force"]) == 0
+    assert not out.is_symlink() and other.read_bytes() == kept
+    assert list(load_state_dict(out)) == ["transformer.w"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.ckpt", "out.ckpt", "run.ckpt"]
