@@ -38,7 +38,7 @@ import torch
 
 from imagebart.diffusion.multinomial import q_sample_step
 from imagebart.sampling.chain import resolve_schedule
-from imagebart.sampling.masks import token_keep_mask
+from imagebart.sampling.masks import feathered, token_keep_mask
 from imagebart.util import check_positive_int
 
 logger = logging.getLogger(__name__)
@@ -164,3 +164,16 @@ def reconstruct(chain, images: torch.Tensor):
     """(x0 tokens (B, L), decoded images): what an all-keep edit must return."""
     x0 = _clean_tokens(chain, images)
     return x0, chain.decode(x0)
+
+
+def paste_back(original: torch.Tensor, edited: torch.Tensor, mask, feather: int = 2) -> torch.Tensor:
+    """Composite the original pixels (B, 3, H, W) back where the mask keeps them, with a seam feathered
+    over ``feather`` pixels: the VQGAN's decode softens kept regions, the user's pixels do not."""
+    if original.shape[-2:] != edited.shape[-2:]:
+        raise ValueError(f"original {tuple(original.shape)} and edited {tuple(edited.shape)} images differ in size")
+    keep = feathered(torch.as_tensor(mask), feather).to(edited)  # (H, W) or (B, H, W), 1 = original
+    if keep.shape[-2:] != edited.shape[-2:]:
+        raise ValueError(f"mask of size {tuple(keep.shape[-2:])} does not match images of size "
+                         f"{tuple(edited.shape[-2:])}; paste back with the image-resolution mask")
+    keep = keep.reshape(-1, 1, *keep.shape[-2:])  # (1 or B, 1, H, W)
+    return keep * original.to(edited) + (1.0 - keep) * edited

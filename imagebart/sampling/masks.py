@@ -290,3 +290,18 @@ def grey_out(images: torch.Tensor, mask: torch.Tensor, fill: float = 0.0) -> tor
         raise ValueError(f"mask of size {tuple(mask.shape[-2:])} does not match images of size "
                          f"{tuple(images.shape[-2:])}")
     return images * mask + fill * (1.0 - mask)
+
+
+def feathered(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """A keep-mask (..., H, W) that fades from 1 to 0 over ``radius`` pixels INSIDE the kept region,
+    and stays 0 wherever the mask edits: pasting the original back through it leaves no hard seam."""
+    mask = as_mask_tensor(mask)
+    if not is_integer(radius) or radius < 0:
+        raise ValueError(f"feather radius must be an integer >= 0 (pixels), got {radius!r}")
+    if radius == 0:
+        return mask
+    lead = mask.shape[:-2]
+    grid = mask.reshape(-1, 1, *mask.shape[-2:])  # (N, 1, H, W)
+    kernel = torch.ones(1, 1, 2 * radius + 1, 2 * radius + 1, dtype=grid.dtype)
+    soft = F.conv2d(F.pad(grid, [radius] * 4, mode="replicate"), kernel) / kernel.numel()  # (N, 1, H, W) box blur
+    return (soft * grid).reshape(*lead, *mask.shape[-2:])

@@ -178,3 +178,28 @@ def test_grey_out_sets_edited_pixels_to_mid_grey():
     assert torch.equal(out[:, :, :2], images[:, :, :2]) and out[:, :, 2:].abs().max() == 0
     with pytest.raises(ValueError, match="does not match"):
         grey_out(images, upper_half(8, 8))
+
+
+def test_feathered_mask_fades_inside_the_kept_region_only():
+    from imagebart.sampling.masks import feathered
+
+    mask = upper_half(16, 16)
+    soft = feathered(mask, 2)
+    assert torch.equal(soft[8:], torch.zeros(8, 16))  # the edited half stays fully generated
+    assert torch.equal(soft[:5], torch.ones(5, 16))  # far from the seam: the original
+    assert 0 < soft[7, 0] < soft[6, 0] < 1  # fades towards the seam
+    assert torch.equal(feathered(mask, 0), mask)
+    with pytest.raises(ValueError, match="feather radius"):
+        feathered(mask, -1)
+
+
+def test_paste_back_keeps_original_pixels_and_generated_ones():
+    from imagebart.sampling.editing import paste_back
+
+    original, edited = torch.ones(2, 3, 16, 16), -torch.ones(2, 3, 16, 16)
+    out = paste_back(original, edited, centre_window(16, 16, 0.5), feather=1)
+    assert torch.equal(out[:, :, 0], original[:, :, 0])  # kept border
+    assert torch.equal(out[:, :, 8, 8], edited[:, :, 8, 8])  # generated centre
+    assert torch.equal(paste_back(original, edited, keep_all(16, 16), feather=0), original)
+    with pytest.raises(ValueError, match="does not match"):
+        paste_back(original, edited, keep_all(8, 8))
