@@ -1,4 +1,4 @@
-"""Training callbacks: run-directory set-up, image logging, checkpoints on interrupt or signal.
+"""Training callbacks: run-directory set-up, image logging, checkpoints on a signal or a crash.
 
 These are the original's ``main.SetupCallback`` and ``main.ImageLogger`` (the config targets
 still resolve through :data:`imagebart.util.LEGACY_TARGETS`), written for Lightning 2.
@@ -18,17 +18,42 @@ from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_only
 
+from imagebart.checkpoint_saving import remove_stale_temporaries
 from imagebart.images import make_grid, save_grid
 
 logger = logging.getLogger(__name__)
 
 
-class SetupCallback(Callback):
-    """Creates the run directory, saves the configs, and saves ``last.ckpt`` when interrupted.
+# signals that stop a run: save at the next step boundary, then exit with 128 + the signal number
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
 
-    ``last.ckpt`` is written on Ctrl-C, on SIGUSR1 (cluster pre-emption warnings) and on a crash,
-    but only once training has advanced past the step it started from: a failure during
-    set-up must never overwrite the checkpoint a run was resumed from.
+
+class TrainingStopped(Exception):
+    """Training stopped on a signal after saving ``last.ckpt`` at a step boundary (not an error)."""
+
+    def __init__(self, signum: int, step: int, path: Path, logdir: Path):
+        self.signum, self.step, self.path, self.logdir = signum, step, Path(path), Path(logdir)
+        name = signal.Signals(signum).name if signum else "a signal on another process"
+        super().__init__(f"{name}: saved {self.path} at step {step}; continue with: "
+                         f"python main.py -r {self.logdir} -t")
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention for a process ended by a signal: 128 + its number."""
+        return 128 + (self.signum or signal.SIGTERM)
+
+
+class SetupCallback(Callback):
+    """Creates the run directory, saves the configs, and saves ``last.ckpt`` on a signal or a crash.
+
+    Ctrl-C (SIGINT), SIGTERM and SIGUSR1 (a cluster's pre-emption warning) only set a flag: at the
+    end of the training step that is running (after the optimizer step, the lr scheduler and the
+    EMA) ``last.ckpt`` is saved and training stops with :class:`TrainingStopped`, so a checkpoint
+    always holds one consistent step. A second Ctrl-C stops at once without saving (the previous
+    ``last.ckpt`` stays as it was). A crash saves ``last.ckpt`` only once training has advanced
+    past the step it started from: a failure during set-up never overwrites the checkpoint a run
+    was resumed from. The configs are written when training (or testing) really starts, so a
+    resume that fails before adds nothing to ``configs/``.
     """
 
     def __init__(self, resume, now, logdir, ckptdir, cfgdir, config, lightning_config):
@@ -41,8 +66,10 @@ class SetupCallback(Callback):
         self.config = config
         self.lightning_config = lightning_config
         self._start_step = None
-        self._signal_received = False
-        self._previous_handler = None
+        self._configs_saved = False
+        self.stop_signal = None  # the signal number received (0: another rank's)
+        self.hard_interrupted = False
+        self._previous_handlers = {}
 
     # run directory
 
@@ -51,52 +78,80 @@ class SetupCallback(Callback):
             return
         for folder in (self.logdir, self.ckptdir, self.cfgdir):
             folder.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, self.cfgdir / f"{self.now}-project.yaml")
-        OmegaConf.save(
-            OmegaConf.create({"lightning": self.lightning_config}),
-            self.cfgdir / f"{self.now}-lightning.yaml",
-        )
+        remove_stale_temporaries(self.ckptdir)
         logger.info("run directory %s", self.logdir)
 
-    # checkpoints on interruption
+    def save_configs(self, trainer) -> None:
+        if trainer.global_rank != 0 or self._configs_saved:
+            return
+        self._configs_saved = True
+        OmegaConf.save(self.config, self.cfgdir / f"{self.now}-project.yaml")
+        OmegaConf.save(OmegaConf.create({"lightning": self.lightning_config}), self.cfgdir / f"{self.now}-lightning.yaml")
 
-    def on_fit_start(self, trainer, pl_module):
+    def on_test_start(self, trainer, pl_module):
+        self.save_configs(trainer)
+
+    # signals: a flag now, the save at the next step boundary
+
+    def on_train_start(self, trainer, pl_module):
+        self.save_configs(trainer)
         self._start_step = trainer.global_step
-        if hasattr(signal, "SIGUSR1"):
+        # installed after Lightning's own SIGTERM handler (registered before training starts)
+        for signum in STOP_SIGNALS:
             try:
-                self._previous_handler = signal.signal(signal.SIGUSR1, self._on_signal)
-            except ValueError:  # not in the main thread (e.g. some launchers): no signal hook
-                self._previous_handler = None
+                self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+            except ValueError:  # not in the main thread (some launchers): no signal hooks
+                break
 
-    def on_fit_end(self, trainer, pl_module):
-        if self._previous_handler is not None:
-            signal.signal(signal.SIGUSR1, self._previous_handler)
-            self._previous_handler = None
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self._previous_handlers = {}
 
     def _on_signal(self, signum, frame):
-        # saving inside a signal handler could interrupt a half-done step: flag it and save
-        # at the next batch boundary instead
-        self._signal_received = True
+        if self.stop_signal is not None and signum == signal.SIGINT:
+            self.hard_interrupted = True
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without saving
+        if self.stop_signal is None:
+            logger.warning("%s: saving last.ckpt at the end of this training step, then stopping%s",
+                           signal.Signals(signum).name,
+                           " (Ctrl-C again: stop now without saving)" if signum == signal.SIGINT else "")
+        self.stop_signal = signum
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        flag = self._signal_received
-        if trainer.world_size > 1:  # every rank must join the (collective) save
+        flag = self.stop_signal is not None
+        if trainer.world_size > 1:  # every rank must join the (collective) save and stop
             flag = trainer.strategy.reduce_boolean_decision(flag, all=False)
         if flag:
-            self._signal_received = False
-            self.save_last(trainer, reason="SIGUSR1")
+            signum = self.stop_signal or 0
+            path = self.save_last(trainer, reason=signal.Signals(signum).name if signum else "signal")
+            for run_logger in trainer.loggers:
+                run_logger.save()
+            raise TrainingStopped(signum, trainer.global_step, path, self.logdir)
+
+    def on_train_end(self, trainer, pl_module):
+        self._restore_handlers()
 
     def on_exception(self, trainer, pl_module, exception):
+        self._restore_handlers()
+        if isinstance(exception, KeyboardInterrupt):
+            self.hard_interrupted = True
+            if trainer.global_rank == 0:
+                logger.warning("stopped without saving: %s is the last checkpoint", self.ckptdir / "last.ckpt")
+            return
+        if isinstance(exception, (TrainingStopped, SystemExit)):
+            return  # saved already, or Lightning's own exit
         if self._start_step is None or trainer.global_step <= self._start_step:
             return
-        reason = "Ctrl-C" if isinstance(exception, KeyboardInterrupt) else type(exception).__name__
-        self.save_last(trainer, reason=reason)
+        # an error raised by a step leaves the weights and optimizer of the step before it
+        self.save_last(trainer, reason=type(exception).__name__)
 
-    def save_last(self, trainer, reason: str) -> None:
+    def save_last(self, trainer, reason: str) -> Path:
         path = self.ckptdir / "last.ckpt"
         if trainer.global_rank == 0:
             logger.warning("%s: saving checkpoint at step %d to %s", reason, trainer.global_step, path)
         trainer.save_checkpoint(path)
+        return path
 
 
 class ImageLogger(Callback):

@@ -22,7 +22,11 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from imagebart.callbacks import SetupCallback
+from imagebart.checkpoint_saving import AtomicCheckpointIO
 from imagebart.config import ConfigError, check_training_config, merge_configs
+from imagebart.logging_resume import ResumableCSVLogger
+from imagebart.resume import check_checkpoint_fits, read_resume_checkpoint, resolve_resume  # noqa: F401
 from imagebart.util import instantiate_from_config, is_integer
 
 logger = logging.getLogger("imagebart")
@@ -110,21 +114,6 @@ class Run:
         return self.logdir / "configs"
 
 
-def resolve_resume(resume: str) -> tuple[Path, Path]:
-    """``-r`` names a run directory or a checkpoint inside ``<run>/checkpoints/``."""
-    path = Path(resume)
-    if not path.exists():
-        raise ConfigError(f"--resume {resume}: no such run directory or checkpoint")
-    if path.is_file():
-        if path.parent.name != "checkpoints":
-            raise ConfigError(f"--resume {resume}: expected a checkpoint inside <run dir>/checkpoints/")
-        return path.parent.parent, path
-    ckpt = path / "checkpoints" / "last.ckpt"
-    if not ckpt.is_file():
-        raise ConfigError(f"--resume {resume}: the run directory has no checkpoints/last.ckpt")
-    return path, ckpt
-
-
 def prepare_run(opt: Any, overrides: Sequence[str] = ()) -> Run:
     """Run directory, merged config (``overrides``: ``key.sub=value`` items) and resume point."""
     # DDP re-launches this script once per extra device: the children take the parent's
@@ -200,10 +189,10 @@ def trainer_settings(run: Run) -> dict[str, Any]:
 def build_logger(run: Run):
     if "logger" in run.lightning_config:
         return instantiate_from_config(run.lightning_config.logger)
-    try:
+    try:  # TensorBoard appends: each run adds an event file beside the earlier ones
         return pl.loggers.TensorBoardLogger(save_dir=str(run.logdir), name="tensorboard", version="")
     except ModuleNotFoundError:  # neither tensorboard nor tensorboardX installed
-        return pl.loggers.CSVLogger(save_dir=str(run.logdir), name="csv", version="")
+        return ResumableCSVLogger(save_dir=str(run.logdir), name="csv", version="")
 
 
 def build_callbacks(run: Run, model, has_validation: bool) -> list:
@@ -257,31 +246,78 @@ def set_learning_rate(run: Run, model, trainer_config: dict) -> float:
     return model.learning_rate
 
 
-def train(opt: Any, overrides: Sequence[str] = ()) -> pl.Trainer:
-    """Build everything from the parsed options and train / test; returns the trainer (for tests)."""
-    run = prepare_run(opt, overrides)
-    pl.seed_everything(run.opt.seed, workers=True)
-    trainer_config = trainer_settings(run)
-    run.lightning_config.trainer = trainer_config
+def check_data_fits(model, data) -> None:
+    """A denoiser's first stage encodes images of one size into the token grid its network was
+    built for: another image size is named here, not as an assertion deep in the transformer."""
+    first_stage = getattr(model, "first_stage_model", None)
+    encoder = getattr(first_stage, "encoder", None)
+    if encoder is None or not hasattr(model, "latent_shape"):
+        return
+    side = int(encoder.resolution)
+    for split, dataset in data.datasets.items():
+        image = dataset[0].get(getattr(model, "first_stage_key", "image")) if len(dataset) else None
+        shape = tuple(getattr(image, "shape", ()))
+        if len(shape) == 3 and tuple(shape[:2]) != (side, side):
+            raise ConfigError(
+                f"data.params.{split}: images are {shape[0]}x{shape[1]}, but the first stage "
+                f"(model.params.first_stage_config.params.ddconfig.resolution={side}) encodes {side}x{side} images "
+                f"into the {model.latent_shape[0]}x{model.latent_shape[1]} tokens the network was built for; "
+                f"set data.params.{split}.params.size={side}")
 
-    model = instantiate_from_config(run.config.model)
-    data = instantiate_from_config(run.config.data)
-    data.setup()  # fail on missing or empty data now, before the run directory exists
+
+def build_trainer(run: Run, model, data, trainer_config: dict, resume_checkpoint) -> pl.Trainer:
+    """The Trainer, with atomic checkpoint saves (and the resume checkpoint already read)."""
     has_validation = "validation" in getattr(data, "datasets", {})
-    set_learning_rate(run, model, trainer_config)
-
+    plugins = list(trainer_config.pop("plugins", None) or [])
+    preloaded = (run.resume_ckpt, resume_checkpoint) if resume_checkpoint is not None else None
+    plugins.append(AtomicCheckpointIO(preloaded))
     trainer = pl.Trainer(
         **trainer_config,
+        plugins=plugins,
         logger=build_logger(run),
         callbacks=build_callbacks(run, model, has_validation),
         default_root_dir=str(run.logdir),
     )
     trainer.logdir = str(run.logdir)
+    return trainer
+
+
+def train(opt: Any, overrides: Sequence[str] = ()) -> pl.Trainer:
+    """Build everything from the parsed options and train / test; returns the trainer (for tests).
+
+    Raises :class:`imagebart.callbacks.TrainingStopped` when a signal stopped training (after
+    saving ``last.ckpt``)."""
+    run = prepare_run(opt, overrides)
+    # a resume reads its checkpoint first: an unusable one is named before anything is built
+    resume_checkpoint = read_resume_checkpoint(run.resume_ckpt) if run.resume_ckpt else None
+    pl.seed_everything(run.opt.seed, workers=True)
+    trainer_config = trainer_settings(run)
+    run.lightning_config.trainer = trainer_config
+
+    model = instantiate_from_config(run.config.model)
+    if resume_checkpoint is not None:
+        check_record = not getattr(run.opt, "ignore_checkpoint_record", False)
+        check_checkpoint_fits(model, resume_checkpoint, run.resume_ckpt, check_record)
+        model.check_resumed_checkpoint = False  # checked just now, on the very dict Lightning restores
+    data = instantiate_from_config(run.config.data)
+    data.setup()  # fail on missing or empty data now, before the run directory exists
+    check_data_fits(model, data)
+    set_learning_rate(run, model, trainer_config)
+    trainer = build_trainer(run, model, data, trainer_config, resume_checkpoint)
+    resume = str(run.resume_ckpt) if run.resume_ckpt else None
+    if run.resume_ckpt and not run.opt.train:
+        logger.warning("-r without -t: nothing is trained (the run stays at step %d); add -t to continue "
+                       "training: python main.py -r %s -t", resume_checkpoint["global_step"], run.logdir)
     try:
         if run.opt.train:
-            trainer.fit(model, data, ckpt_path=str(run.resume_ckpt) if run.resume_ckpt else None)
+            trainer.fit(model, data, ckpt_path=resume)
         if not run.opt.no_test and not trainer.interrupted and "test" in getattr(data, "datasets", {}):
-            trainer.test(model, data)
+            # without -t, a resumed run tests the checkpoint's weights, not freshly built ones
+            trainer.test(model, data, ckpt_path=None if run.opt.train else resume)
+    except SystemExit:
+        if any(isinstance(c, SetupCallback) and c.hard_interrupted for c in trainer.callbacks):
+            raise KeyboardInterrupt from None  # Lightning turns a Ctrl-C into exit(1); keep it a Ctrl-C
+        raise
     except Exception:
         if run.opt.debug and trainer.global_rank == 0 and sys.stdin.isatty():
             pdb.post_mortem()
@@ -293,4 +329,3 @@ def train(opt: Any, overrides: Sequence[str] = ()) -> pl.Trainer:
             shutil.move(str(run.logdir), str(target))
             logger.info("debug run moved to %s", target)
     return trainer
-

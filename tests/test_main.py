@@ -9,6 +9,7 @@ import torch
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import Callback
 
+from imagebart.callbacks import TrainingStopped
 from imagebart.cli.train import cli, main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +88,8 @@ def test_resume_continues_at_saved_step_with_optimizer_state(tmp_path):
 
 
 class RaiseAt(Callback):
-    """Test helper: raise KeyboardInterrupt (Ctrl-C) or send SIGUSR1 at a given step."""
+    """Test helper: at a given step, raise KeyboardInterrupt from inside the loop (not a signal:
+    what a debugger or a non-main thread does) or send this process SIGUSR1."""
 
     def __init__(self, step, what):
         self.step, self.what = step, what
@@ -99,25 +101,27 @@ class RaiseAt(Callback):
             os.kill(os.getpid(), signal.SIGUSR1)
 
 
-def test_ctrl_c_saves_last_checkpoint(tmp_path):
-    with pytest.raises(SystemExit):
+def test_keyboard_interrupt_outside_the_handler_keeps_the_last_checkpoint(tmp_path):
+    """A KeyboardInterrupt raised anywhere may split a step: nothing is saved over last.ckpt."""
+    with pytest.raises(KeyboardInterrupt):
         train(tmp_path, "lightning.callbacks.stop.target=test_main.RaiseAt",
-              "lightning.callbacks.stop.params.step=3", "lightning.callbacks.stop.params.what=ctrl-c",
-              "lightning.modelcheckpoint.params.save_last=false", steps=10)
+              "lightning.callbacks.stop.params.step=3", "lightning.callbacks.stop.params.what=ctrl-c", steps=10)
     ckpt = torch.load(only_run_dir(tmp_path) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert ckpt["global_step"] == 3
+    assert ckpt["global_step"] == 2  # the validation-time save of step 2, untouched
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="SIGUSR1 exists on POSIX only")
-def test_sigusr1_saves_last_checkpoint_and_training_goes_on(tmp_path):
-    trainer = train(tmp_path, "lightning.callbacks.stop.target=test_main.RaiseAt",
-                    "lightning.callbacks.stop.params.step=3", "lightning.callbacks.stop.params.what=usr1",
-                    "lightning.modelcheckpoint.params.save_last=false",
-                    "lightning.modelcheckpoint.params.save_top_k=0", steps=5)
-    assert trainer.global_step == 5
+def test_sigusr1_saves_last_checkpoint_and_stops(tmp_path):
+    with pytest.raises(TrainingStopped) as stopped:
+        train(tmp_path, "lightning.callbacks.stop.target=test_main.RaiseAt",
+              "lightning.callbacks.stop.params.step=3", "lightning.callbacks.stop.params.what=usr1",
+              "lightning.modelcheckpoint.params.save_last=false",
+              "lightning.modelcheckpoint.params.save_top_k=0", steps=10)
+    assert stopped.value.exit_code == 128 + signal.SIGUSR1
     ckpt = torch.load(only_run_dir(tmp_path) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     # the signal arrives after step 3's boundary was checked: saved at the next boundary
-    assert ckpt["global_step"] == 4
+    assert ckpt["global_step"] == 4 and adam_steps(only_run_dir(tmp_path) / "checkpoints" / "last.ckpt") == [4]
+    assert signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None)  # handlers given back
 
 
 @pytest.mark.parametrize(

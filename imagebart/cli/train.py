@@ -10,15 +10,18 @@ is ``main.py``'s body, ending input mistakes with one line instead of a tracebac
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Any, Optional, Sequence
 
 import pytorch_lightning as pl
 
+from imagebart.callbacks import TrainingStopped
 from imagebart.cli.common import configure_logging, run_cli
 from imagebart.train import train
 
 PROG = "main.py"
+logger = logging.getLogger("imagebart")
 
 
 # option types
@@ -90,6 +93,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("-l", "--logdir", type=str, default="logs", help="where run directories go")
     parser.add_argument("--scale_lr", type=str2bool, nargs="?", const=True, default=True,
                         help="lr = base_learning_rate * batch_size * accumulate_grad_batches * devices * nodes")
+    parser.add_argument("--ignore_checkpoint_record", action="store_true",
+                        help="-r: resume even though the run's config now builds another model than the checkpoint "
+                             "records (e.g. an edited schedule), or its weights' digest does not match")
     parser.add_argument("--gpus", type=str, default=None,
                         help="the original's GPU list: '0,' = GPU 0, '0,1' = GPUs 0 and 1 (DDP); absent = CPU")
     trainer = parser.add_argument_group("Lightning Trainer options")
@@ -121,9 +127,17 @@ def main(argv: Optional[Sequence[str]] = None) -> pl.Trainer:
 
 def cli(argv: Optional[Sequence[str]] = None) -> int:
     """``main.py``'s body: input mistakes end with one ``main.py: error: ...`` line and exit code 2
-    (``-d`` shows the traceback instead)."""
+    (``-d`` shows the traceback instead); a run stopped by a signal exits with 128 + its number
+    once ``last.ckpt`` is saved."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "-d" in args or "--debug" in args
-    run_cli(PROG, lambda: main(args), debug=debug, extra_errors=(KeyError,),
-            hint=" (run with -d for the full traceback)")
-    return 0
+
+    def body() -> int:
+        try:
+            main(args)
+        except TrainingStopped as stopped:
+            logger.warning("%s", stopped)
+            return stopped.exit_code
+        return 0
+
+    return run_cli(PROG, body, debug=debug, extra_errors=(KeyError,), hint=" (run with -d for the full traceback)")
