@@ -140,7 +140,10 @@ def run(args: argparse.Namespace) -> list:
         open_image(args.mask, "--mask file")  # unreadable files and decompression bombs, named
     chain = ImageBARTChain.from_sampling_config(args.config, device=device, ema=not args.no_ema)
     size = chain.first_stage.encoder.resolution
-    mask = parse_mask(args.mask, (size, size))  # (H, W), 1 = keep
+    try:
+        mask = parse_mask(args.mask, (size, size))  # (H, W), 1 = keep
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"--mask {args.mask}: {err}") from None
     check_mask_edits(mask, args.mask, chain.latent_shape)
     for path in paths:
         image_tensor(path, size)  # every picture checked before any work (kept in memory one at a time)
