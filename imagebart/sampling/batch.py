@@ -30,6 +30,7 @@ import platform
 import socket
 import sys
 import time
+import zipfile
 from importlib.metadata import version
 from pathlib import Path
 from typing import Callable, Optional
@@ -213,7 +214,7 @@ def read_marker(marker: Path, n_images: int) -> Optional[np.ndarray]:
     try:
         with np.load(marker) as arrays:
             tokens = arrays["tokens"]
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
     return tokens if tokens.shape[0] == n_images else None
 
