@@ -46,7 +46,9 @@ def read_resume_checkpoint(path: Path) -> dict:
         checkpoint = load_checkpoint(path)
     except pickle.UnpicklingError as err:  # checkpoint_io.UnsafeCheckpointError and relatives
         raise ConfigError(f"--resume: {err}") from None
-    except (ValueError, OSError, RuntimeError) as err:
+    except ValueError as err:  # checkpoint_io.CheckpointReadError names the file and what is wrong
+        raise ConfigError(f"--resume: {err}") from None
+    except (OSError, RuntimeError) as err:
         raise ConfigError(f"--resume: cannot read checkpoint {str(path)!r}: {err}") from None
     missing = [k for k in TRAINING_STATE_KEYS if not isinstance(checkpoint, Mapping) or k not in checkpoint]
     if missing:

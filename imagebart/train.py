@@ -21,10 +21,12 @@ from typing import Any, Sequence
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from imagebart.callbacks import SetupCallback
 from imagebart.checkpoint_saving import AtomicCheckpointIO
-from imagebart.config import ConfigError, check_training_config, merge_configs
+from imagebart.config import (ConfigError, check_params, check_training_config, check_value_types,
+                              merge_configs)
 from imagebart.logging_resume import ResumableCSVLogger
 from imagebart.resume import check_checkpoint_fits, read_resume_checkpoint, resolve_resume  # noqa: F401
 from imagebart.util import instantiate_from_config, is_integer
@@ -169,7 +171,19 @@ def trainer_settings(run: Run) -> dict[str, Any]:
     trainer_config.setdefault("devices", 1)
     devices = trainer_config["devices"]
     if isinstance(devices, str):
-        trainer_config["devices"] = [int(d) for d in devices.split(",") if d.strip()] if "," in devices else int(devices)
+        try:
+            trainer_config["devices"] = ([int(d) for d in devices.split(",") if d.strip()] if "," in devices
+                                         else int(devices))
+        except ValueError:
+            raise ConfigError(f"--devices / lightning.trainer.devices {devices!r}: expected a count, -1 (all) "
+                              "or a comma list of device ids like '0,1'") from None
+    try:
+        check_value_types(trainer_config, pl.Trainer, "lightning.trainer")
+    except ConfigError as err:
+        raise ConfigError(f"{err} (from the config or the --option of that name)") from None
+    if trainer_config.get("accumulate_grad_batches", 1) < 1:
+        raise ConfigError(f"lightning.trainer.accumulate_grad_batches (or --accumulate_grad_batches): expected an "
+                          f"integer >= 1, got {trainer_config['accumulate_grad_batches']!r}")
     if str(trainer_config.get("precision")) in PRECISION_ALIASES:
         trainer_config["precision"] = PRECISION_ALIASES[str(trainer_config["precision"])]
     if num_processes(trainer_config) > 1 and "strategy" not in trainer_config:
@@ -225,7 +239,15 @@ def build_callbacks(run: Run, model, has_validation: bool) -> list:
         "checkpoint_callback": checkpoint_cfg,
     }
     callbacks_cfg = OmegaConf.merge(defaults, run.lightning_config.get("callbacks", OmegaConf.create()))
-    return [instantiate_from_config(callbacks_cfg[name]) for name in callbacks_cfg]
+    callbacks = []
+    for name in callbacks_cfg:
+        key = "lightning.modelcheckpoint" if name == "checkpoint_callback" else f"lightning.callbacks.{name}"
+        check_params(callbacks_cfg[name], key)
+        try:
+            callbacks.append(instantiate_from_config(callbacks_cfg[name]))
+        except (MisconfigurationException, ValueError, TypeError) as err:
+            raise ConfigError(f"{key}: {err}") from None
+    return callbacks
 
 
 def set_learning_rate(run: Run, model, trainer_config: dict) -> float:
@@ -271,13 +293,12 @@ def build_trainer(run: Run, model, data, trainer_config: dict, resume_checkpoint
     plugins = list(trainer_config.pop("plugins", None) or [])
     preloaded = (run.resume_ckpt, resume_checkpoint) if resume_checkpoint is not None else None
     plugins.append(AtomicCheckpointIO(preloaded))
-    trainer = pl.Trainer(
-        **trainer_config,
-        plugins=plugins,
-        logger=build_logger(run),
-        callbacks=build_callbacks(run, model, has_validation),
-        default_root_dir=str(run.logdir),
-    )
+    callbacks = build_callbacks(run, model, has_validation)
+    try:
+        trainer = pl.Trainer(**trainer_config, plugins=plugins, logger=build_logger(run), callbacks=callbacks,
+                             default_root_dir=str(run.logdir))
+    except (MisconfigurationException, ModuleNotFoundError, ValueError, TypeError) as err:
+        raise ConfigError(f"lightning.trainer (or the Trainer --options): {err}") from None
     trainer.logdir = str(run.logdir)
     return trainer
 

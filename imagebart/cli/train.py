@@ -72,8 +72,15 @@ TRAINER_OPTIONS: dict[str, Any] = {
 # the parser
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad option ends as one line (no usage block), like every other input error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=PROG,
         description="Train an ImageBART model (or its first stage) from YAML configs. "
         "Extra arguments of the form key.sub=value override config entries.",

@@ -54,6 +54,10 @@ class DataModuleFromConfig(pl.LightningDataModule):
         super().__init__()
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"data.params.batch_size must be a positive integer, got {batch_size!r}")
+        if num_workers is not None and (not isinstance(num_workers, int) or isinstance(num_workers, bool)
+                                        or num_workers < 0):
+            raise ValueError(f"data.params.num_workers must be an integer >= 0 (0: load in the main process), "
+                             f"got {num_workers!r}")
         self.batch_size = batch_size
         self.num_workers = num_workers if num_workers is not None else batch_size * 2
         self.wrap = wrap
