@@ -3,6 +3,7 @@
 Each fault runs ``main.py`` in a subprocess on the demo scale-1 config shrunk to a tiny CPU model
 (the tiny VQGAN of conftest.py); the resume that follows runs in-process. A checkpoint is
 consistent when every Adam ``step``, the EMA's ``num_updates`` and ``global_step`` agree.
+SIGINT, SIGUSR1 and the kill with the default ``$TMPDIR`` run with ``python -m pytest -m slow``.
 """
 
 from __future__ import annotations
@@ -89,8 +90,10 @@ def resume(run: Path, steps: int) -> int:
 # signals
 
 
+# SIGTERM runs by default; the other two (same path, other signal) with `python -m pytest -m slow`
 @POSIX_ONLY
-@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM", "SIGUSR1"])
+@pytest.mark.parametrize("signal_name", [pytest.param("SIGINT", marks=pytest.mark.slow), "SIGTERM",
+                                         pytest.param("SIGUSR1", marks=pytest.mark.slow)])
 def test_signal_saves_one_consistent_step_and_exits(tmp_path, tiny_vqgan_ckpt, signal_name):
     """The signal arrives while step 4 runs: step 4 completes (optimizer, EMA), then last.ckpt is
     saved and main.py exits with 128 + the signal number; -r goes on from there."""
@@ -111,7 +114,7 @@ def test_signal_saves_one_consistent_step_and_exits(tmp_path, tiny_vqgan_ckpt, s
 
 
 @POSIX_ONLY
-@pytest.mark.parametrize("tmpdir", [None, "/dev/shm"])
+@pytest.mark.parametrize("tmpdir", [pytest.param(None, marks=pytest.mark.slow), "/dev/shm"])
 def test_kill_during_checkpoint_save_keeps_the_previous_one(tmp_path, tiny_vqgan_ckpt, tmpdir):
     """A resumed run is killed while it writes last.ckpt (paused between writing the temporary
     file and renaming it): last.ckpt is still the intact previous one, and -r resumes from it."""
