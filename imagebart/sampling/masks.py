@@ -189,7 +189,7 @@ def load_mask(path: str | os.PathLike, size: Sequence[int], crop: bool = True) -
         with Image.open(path) as image:
             image.load()
             return mask_from_image(image, size, crop=crop)
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
         raise ValueError(f"cannot read mask file {path} as an image: {err}") from err
 
 

@@ -184,10 +184,17 @@ def test_scales_in_the_wrong_order_are_named(chain_dir):
         ImageBARTChain.from_sampling_config(swapped, device="cpu")
 
 
-def test_checkpoint_that_does_not_fit_its_config(chain_dir):
+def test_checkpoint_that_does_not_fit_its_config(chain_dir, tmp_path):
     config = OmegaConf.load(chain_dir / "scale2.yaml")
+    # GPT vs encoder-decoder: the record names it first ...
+    with pytest.raises(ValueError, match=r"scale3.ckpt was written for another model than scale2.yaml"):
+        load_denoiser(config, chain_dir / "scale3.ckpt", config_source="scale2.yaml")
+    # ... and a checkpoint without a record (the original release's kind) fails on its weights
+    unrecorded = torch.load(chain_dir / "scale3.ckpt", weights_only=True)
+    del unrecorded["imagebart"]
+    torch.save(unrecorded, tmp_path / "scale3.ckpt")
     with pytest.raises(ValueError, match=r"scale3.ckpt lacks .* weights of the model built from scale2.yaml"):
-        load_denoiser(config, chain_dir / "scale3.ckpt", config_source="scale2.yaml")  # GPT vs encoder-decoder
+        load_denoiser(config, tmp_path / "scale3.ckpt", config_source="scale2.yaml")
 
 
 def test_jointly_trained_model_listed_once(tmp_path):
