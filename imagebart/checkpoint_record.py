@@ -57,9 +57,19 @@ def verify_digest(record: Optional[Mapping], state_dict: Mapping[str, torch.Tens
             "scripts/convert_checkpoint.py)")
 
 
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys (``network.params.dec_depth``), so a difference names one setting."""
+    if not isinstance(value, Mapping):
+        return {prefix: value}
+    out = {}
+    for key, item in value.items():
+        out.update(_flat(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
 def differences(recorded: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
-    """``"key: checkpoint X, config Y"`` for every hyper-parameter that differs."""
-    recorded, expected = _plain(recorded), _plain(expected)
+    """``"key: checkpoint X, config Y"`` for every (dotted) hyper-parameter that differs."""
+    recorded, expected = _flat(_plain(recorded)), _flat(_plain(expected))
     return [f"{key}: checkpoint {recorded.get(key)!r}, config {expected.get(key)!r}"
             for key in sorted(set(recorded) | set(expected)) if recorded.get(key) != expected.get(key)]
 

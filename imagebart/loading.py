@@ -238,7 +238,7 @@ def load_denoiser(config: Mapping[str, Any], ckpt_path: Union[str, Path], first_
     model = instantiate_from_config(model_config, first_stage_model=first_stage)
     _checked(check_hparams, strict, record, model.hparams_record(), source, config_source,
              "list each scale's checkpoint with its own config (scale 1 first), or load with strict=False "
-             "(--ignore_checkpoint_record) to use it anyway")
+             "(scripts: --ignore_checkpoint_record) to use it anyway")
     required = (NETWORK,) if first_stage is not None or first_stage_params.get("ckpt_path") else (NETWORK, FIRST_STAGE)
     load_weights(model, state_dict, source, config_source, required=required)
     lacking = [n for n, _ in model.transformer.named_parameters() if use_ema and shadow_name(n) not in shadows]

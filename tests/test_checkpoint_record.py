@@ -38,6 +38,11 @@ def test_differences_name_each_hyper_parameter():
     assert differences({"t": 1, "n": [1, 2]}, {"t": 1, "n": (1, 2)}) == []
     assert differences({"single_scale": 2, "n_scales": 3}, {"single_scale": 1, "n_scales": 3}) == [
         "single_scale: checkpoint 2, config 1"]
+    network = {"target": "X", "params": {"dim": 64, "dec_depth": 1}}
+    assert differences({"network": network}, {"network": {**network, "params": {"dim": 64, "dec_depth": 2}}}) == [
+        "network.params.dec_depth: checkpoint 1, config 2"]
+    assert differences({"network": network}, {"network": {**network, "params": {"dim": 64}}}) == [
+        "network.params.dec_depth: checkpoint 1, config None"]
 
 
 def test_recorded_chain_loads(chain_dir):
@@ -110,3 +115,22 @@ def test_training_checkpoints_carry_the_record(chain_dir):
     model.on_save_checkpoint(checkpoint)
     assert checkpoint[RECORD_KEY]["hparams"] == {**model.hparams_record(), "latent_shape": list(model.latent_shape)}
     verify_digest(checkpoint[RECORD_KEY], checkpoint["state_dict"], "saved")
+
+
+def test_sample_cli_refuses_a_swapped_scale_unless_told(chain_dir, tmp_path, capsys):
+    from imagebart.cli.sample import main
+
+    sampling, _ = chain_dir
+    config = OmegaConf.load(sampling)
+    config.checkpoints = [config.checkpoints[1], config.checkpoints[0], config.checkpoints[2]]
+    swapped = tmp_path / "swapped.yaml"
+    OmegaConf.save(config, swapped)
+    args = ["--config", str(swapped), "-n", "1", "--batch_size", "1", "--device", "cpu"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args + ["--outdir", str(tmp_path / "refused")])
+    assert exit_info.value.code == 2
+    assert "scale2.ckpt was written for another model" in capsys.readouterr().err
+    # deliberately: a warning, and the (shape-compatible) weights are loaded where listed
+    with pytest.raises((SystemExit, ValueError)):
+        main(args + ["--outdir", str(tmp_path / "forced"), "--ignore_checkpoint_record"])
+    assert "lacks" in capsys.readouterr().err  # scale 1 is residual-scaled, scale 2 plain: weights do not fit

@@ -181,3 +181,10 @@ def run_command(get_parser: Callable[[], Any], run: Callable[[Any], Any], argv=N
     args = parser.parse_args(argv)
     configure_logging()
     return args, run_cli(parser.prog, lambda: run(args))
+
+
+def add_checkpoint_record_argument(parser) -> None:
+    """``--ignore_checkpoint_record``: load checkpoints whose record does not match, with a warning."""
+    parser.add_argument("--ignore_checkpoint_record", action="store_true",
+                        help="load checkpoints whose recorded digest or hyper-parameters do not match their config "
+                             "(a warning instead of an error; see README, When things go wrong)")

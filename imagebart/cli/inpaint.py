@@ -36,7 +36,14 @@ from typing import Optional, Sequence
 
 import torch
 
-from imagebart.cli.common import check_outdir, parse_class_label, per_scale_option, resolve_device, run_command
+from imagebart.cli.common import (
+    add_checkpoint_record_argument,
+    check_outdir,
+    parse_class_label,
+    per_scale_option,
+    resolve_device,
+    run_command,
+)
 from imagebart.data.base import load_image, open_image, preprocess_image
 from imagebart.images import IMAGE_SUFFIXES, image_is_intact, save_grid, save_image
 from imagebart.sampling.batch import OutdirLock, batch_seed, check_or_write_settings, versions
@@ -70,6 +77,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--outdir", type=Path, default=Path("outputs/inpaint"))
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--no_ema", action="store_true", help="sample with the raw weights instead of EMA")
+    add_checkpoint_record_argument(parser)
     return parser
 
 
@@ -138,7 +146,8 @@ def run(args: argparse.Namespace) -> list:
     paths = list_images(args.image)
     if Path(args.mask).is_file():
         open_image(args.mask, "--mask file")  # unreadable files and decompression bombs, named
-    chain = ImageBARTChain.from_sampling_config(args.config, device=device, ema=not args.no_ema)
+    chain = ImageBARTChain.from_sampling_config(args.config, device=device, ema=not args.no_ema,
+                                                strict=not args.ignore_checkpoint_record)
     size = chain.first_stage.encoder.resolution
     try:
         mask = parse_mask(args.mask, (size, size))  # (H, W), 1 = keep

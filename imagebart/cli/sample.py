@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from imagebart.cli.common import check_outdir, parse_class_label, per_scale_option, resolve_device, run_command
+from imagebart.cli.common import (
+    add_checkpoint_record_argument,
+    check_outdir,
+    parse_class_label,
+    per_scale_option,
+    resolve_device,
+    run_command,
+)
 from imagebart.sampling.batch import PRECISIONS, run_sampling, sampling_settings
 
 logger = logging.getLogger(__name__)
@@ -38,6 +45,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--offload", action="store_true",
                         help="keep the scales not being run on the CPU (saves accelerator memory)")
     parser.add_argument("--no_ema", action="store_true", help="sample with the raw instead of the EMA weights")
+    add_checkpoint_record_argument(parser)
     parser.add_argument("--no_cache", action="store_true",
                         help="re-run the full prefix at every token (the original's slow sampler)")
     return parser
@@ -77,7 +85,8 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError(f"--precision 16 needs a CUDA device (got {device}); use 32 or bf16")
     check_outdir(args.outdir)
     paths = load_sampling_config(args.config)
-    chain = ImageBARTChain.from_sampling_config(paths, device=device, ema=not args.no_ema, offload=args.offload)
+    chain = ImageBARTChain.from_sampling_config(paths, device=device, ema=not args.no_ema, offload=args.offload,
+                                                strict=not args.ignore_checkpoint_record)
     if class_label is None and chain.is_conditional:
         raise ValueError(f"the chain is class-conditional: pass --class_label (0..{chain.n_classes - 1}, "
                          "a comma-separated list, or random)")
