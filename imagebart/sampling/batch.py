@@ -149,12 +149,19 @@ class OutdirLock:
             os.close(fd)
             raise OutdirLocked(f"{self.name} {self.outdir} is in use by another run ({describe_holder(holder)}); "
                                f"wait for it to finish, or choose another {self.name}") from None
+        self._remove_stale_temporaries()
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                  "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                                  "command": " ".join(sys.argv)[:300]}).encode())
         self.fd = fd
         return self
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files a killed writer left (``.<name>.<random>.tmp``): only the lock holder may remove them."""
+        for stale in self.outdir.rglob(".*.tmp"):
+            logger.info("removing %s, left by an interrupted run", stale)
+            stale.unlink(missing_ok=True)
 
     def __exit__(self, *exc) -> None:
         if self.fd is not None:
