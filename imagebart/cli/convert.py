@@ -19,10 +19,11 @@ from typing import Optional, Sequence
 
 import torch
 
-from imagebart.checkpoint_io import load_checkpoint, load_state_dict
-from imagebart.cli.common import check_outdir, run_command
+from imagebart.checkpoint_io import load_checkpoint
+from imagebart.cli.common import add_checkpoint_record_argument, check_outdir, run_command
+from imagebart.config import load_config
 from imagebart.images import atomic_path
-from imagebart.loading import first_stage_only, native_checkpoint, to_native
+from imagebart.loading import first_stage_only, load_denoiser, native_checkpoint, read_checkpoint, to_native
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--first_stage_only", action="store_true", help="write only the VQGAN weights")
     parser.add_argument("--half", action="store_true", help="store floating-point tensors as float16")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    parser.add_argument("--config", default=None,
+                        help="training config of the checkpoint: record its hyper-parameters in the output (for "
+                             "checkpoints without a record, e.g. the original release's), checked by later loads")
+    add_checkpoint_record_argument(parser)
     return parser
 
 
@@ -69,9 +74,16 @@ def run(args: argparse.Namespace) -> Path:
     """Read, convert and write atomically; refuses to overwrite unless ``--force``, and never the input."""
     out = check_paths(args)
     step = load_checkpoint(args.input).get("global_step", 0)
-    state_dict = load_state_dict(args.input)
+    state_dict, record = read_checkpoint(args.input, strict=not args.ignore_checkpoint_record)
+    hparams = (record or {}).get("hparams")  # what the weights mean does not change with the format
+    if args.config:
+        if args.first_stage_only:
+            raise ValueError("--config records a denoiser's hyper-parameters; a --first_stage_only output has none")
+        model = load_denoiser(load_config(args.config), args.input, config_source=args.config,
+                              strict=not args.ignore_checkpoint_record)
+        hparams = model.hparams_record()
     if args.first_stage_only:
-        state_dict = first_stage_only(state_dict)
+        state_dict, hparams = first_stage_only(state_dict), None
     else:
         state_dict = to_native(state_dict, ema_only=args.ema_only, drop_first_stage=args.drop_first_stage)
     if args.half:
@@ -79,7 +91,7 @@ def run(args: argparse.Namespace) -> Path:
     if out.is_symlink() and args.force:
         out.unlink()  # replace the link itself, never the file it points to
     with atomic_path(out) as tmp:  # a kill mid-write leaves the old output (or none), never half of one
-        torch.save(native_checkpoint(state_dict, global_step=step, source=str(args.input),
+        torch.save(native_checkpoint(state_dict, global_step=step, hparams=hparams, source=str(args.input),
                                      ema_only=bool(args.ema_only)), tmp)
     logger.info("wrote %s (%d tensors, %.1f MiB)", out, len(state_dict), out.stat().st_size / 2**20)
     return out

@@ -51,3 +51,25 @@ def test_force_replaces_a_symlink_not_its_target_and_leaves_no_temporary_file(tm
     assert not out.is_symlink() and other.read_bytes() == kept
     assert list(load_state_dict(out)) == ["transformer.w"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.ckpt", "out.ckpt", "run.ckpt"]
+
+
+def test_records_pass_through_conversion_and_can_be_added(tmp_path):
+    """A trained checkpoint's hyper-parameters survive conversion; --config records them for one without."""
+    import torch
+    from omegaconf import OmegaConf
+    from tiny_chain import write_chain
+
+    from imagebart.cli.convert import main
+    from imagebart.loading import read_checkpoint
+
+    sampling = write_chain(tmp_path / "chain")
+    source = tmp_path / "chain" / "scale2.ckpt"
+    assert main([str(source), str(tmp_path / "ema.ckpt"), "--ema_only"]) == 0
+    _, record = read_checkpoint(tmp_path / "ema.ckpt")
+    assert record["hparams"] == read_checkpoint(source)[1]["hparams"] and record["hparams"]["single_scale"] == 2
+    bare = torch.load(source, weights_only=True)
+    del bare["imagebart"]
+    torch.save(bare, tmp_path / "bare.ckpt")
+    assert main([str(tmp_path / "bare.ckpt"), str(tmp_path / "recorded.ckpt"),
+                 "--config", str(OmegaConf.load(sampling).configs[1])]) == 0
+    assert read_checkpoint(tmp_path / "recorded.ckpt")[1]["hparams"] == record["hparams"]
