@@ -50,3 +50,17 @@ def test_upper_half_completion_keeps_the_upper_half(monkeypatch):
     kept = result.mask.bool()
     assert torch.equal(result.tokens[kept], x0[kept])
     assert not torch.equal(result.tokens[~kept], x0[~kept])  # the lower half was regenerated
+
+
+def test_shipped_checkpoints_carry_records_that_catch_a_mislabelled_scale(monkeypatch):
+    import pytest
+    from omegaconf import OmegaConf
+
+    from imagebart.checkpoint_record import CheckpointMismatch
+
+    monkeypatch.chdir(REPO)
+    config = OmegaConf.load(DEMO)
+    config.checkpoints = [config.checkpoints[1], config.checkpoints[0], config.checkpoints[2]]
+    with pytest.raises(CheckpointMismatch, match=r"scale2\.ckpt was written for another model .*single_scale: "
+                                                 r"checkpoint 2, config 1"):
+        ImageBARTChain.from_sampling_config(OmegaConf.to_container(config), device="cpu")
