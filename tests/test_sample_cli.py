@@ -111,3 +111,43 @@ def test_script_help_runs():
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "sample.py"), "--help"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "--class_label" in result.stdout
+
+
+def test_npz_for_the_adm_suite_holds_the_pngs(sampling_yaml, tmp_path):
+    out = tmp_path / "npz"
+    assert main(args(sampling_yaml, out, "-n", "3", "--batch_size", "2", "--npz")) == 0
+    arrays = np.load(out / "samples.npz")
+    assert sorted(arrays.files) == ["arr_0"]  # unconditional: no labels
+    images = arrays["arr_0"]
+    assert images.dtype == np.uint8 and images.shape == (3, IMAGE_SIZE, IMAGE_SIZE, 3)
+    for i in range(3):
+        assert np.array_equal(images[i], np.asarray(Image.open(out / "samples" / f"{i:06d}.png").convert("RGB")))
+
+
+@pytest.fixture(scope="module")
+def class_yaml(tmp_path_factory):
+    return write_chain(tmp_path_factory.mktemp("cli_class_chain"), conditional=True)
+
+
+def test_balanced_classes_and_their_labels_in_the_npz(class_yaml, tmp_path):
+    from tiny_chain import N_CLASSES
+
+    out = tmp_path / "balanced"
+    n = 2 * N_CLASSES
+    assert main(args(class_yaml, out, "-n", str(n), "--batch_size", "3", "--class_label", "balanced", "--npz")) == 0
+    labels = np.load(out / "tokens.npz")["class_label"]
+    assert labels.tolist() == [i % N_CLASSES for i in range(n)]  # every class exactly twice
+    assert np.array_equal(np.load(out / "samples.npz")["arr_1"], labels)
+    assert json.loads((out / "settings.json").read_text())["class_label"] == "balanced"
+    # resumable like any run: the same command again samples nothing
+    assert main(args(class_yaml, out, "-n", str(n), "--batch_size", "3", "--class_label", "balanced")) == 0
+
+
+@pytest.mark.parametrize("config, n, message", [("class", 7, "not a multiple of the 10 classes"),
+                                                ("plain", 4, "needs a class-conditional chain")])
+def test_balanced_needs_a_conditional_chain_and_whole_rounds(class_yaml, sampling_yaml, tmp_path, capsys, config,
+                                                             n, message):
+    yaml = class_yaml if config == "class" else sampling_yaml
+    with pytest.raises(SystemExit) as exit_info:
+        main(args(yaml, tmp_path / "bad", "-n", str(n), "--class_label", "balanced"))
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -71,16 +71,17 @@ def per_scale_option(text: Optional[str], name: str, integer: bool = False):
 
 
 def parse_class_label(text: Optional[str]):
-    """``"3"`` -> 3, ``"1,2,3"`` -> [1, 2, 3] (cycled over the images), ``"random"``, or None."""
+    """``"3"`` -> 3, ``"1,2,3"`` -> [1, 2, 3] (cycled over the images), ``"random"``,
+    ``"balanced"`` (every class equally often, for FID on class-conditional models), or None."""
     if text is None:
         return None
-    if text.strip().lower() == "random":
-        return "random"
+    if text.strip().lower() in ("random", "balanced"):
+        return text.strip().lower()
     try:
         values = [int(item) for item in text.split(",")]
     except ValueError:
-        raise ValueError(f"--class_label: expected an int, a comma-separated list of ints or 'random', "
-                         f"got {text!r}") from None
+        raise ValueError(f"--class_label: expected an int, a comma-separated list of ints, 'random' or "
+                         f"'balanced', got {text!r}") from None
     return values[0] if len(values) == 1 else values
 
 

@@ -36,8 +36,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temperature", default="1.0",
                         help="one value or one per scale, comma-separated, in sampling order (scale T first)")
     parser.add_argument("--class_label", default=None,
-                        help="class-conditional chains: an int, a comma-separated list (cycled over the images) "
-                             "or 'random'")
+                        help="class-conditional chains: an int, a comma-separated list (cycled over the images), "
+                             "'random', or 'balanced' (image i gets class i mod C)")
     parser.add_argument("--outdir", default="samples", help="output folder (default: ./samples)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--precision", default="32", choices=PRECISIONS,
@@ -45,6 +45,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--offload", action="store_true",
                         help="keep the scales not being run on the CPU (saves accelerator memory)")
     parser.add_argument("--no_ema", action="store_true", help="sample with the raw instead of the EMA weights")
+    parser.add_argument("--npz", action="store_true",
+                        help="also write samples.npz for the ADM evaluation suite (uint8 NHWC arr_0, labels arr_1)")
     add_checkpoint_record_argument(parser)
     parser.add_argument("--no_cache", action="store_true",
                         help="re-run the full prefix at every token (the original's slow sampler)")
@@ -89,12 +91,27 @@ def run(args: argparse.Namespace) -> dict:
                                                 strict=not args.ignore_checkpoint_record)
     if class_label is None and chain.is_conditional:
         raise ValueError(f"the chain is class-conditional: pass --class_label (0..{chain.n_classes - 1}, "
-                         "a comma-separated list, or random)")
+                         "a comma-separated list, random or balanced)")
     settings = sampling_settings(chain, paths, args.n_samples, args.batch_size, args.seed, top_k, temperature,
                                  class_label, args.precision, not args.no_cache, not args.no_ema, args.offload)
     return run_sampling(chain, args.outdir, args.n_samples, args.batch_size, args.seed, top_k=top_k,
-                        temperature=temperature, class_label=class_label, precision=args.precision,
-                        use_cache=not args.no_cache, settings=settings, progress_for_batch=tqdm_progress)
+                        temperature=temperature, class_label=balanced_labels(chain, class_label, args.n_samples),
+                        precision=args.precision, use_cache=not args.no_cache, settings=settings,
+                        progress_for_batch=tqdm_progress, npz=args.npz)
+
+
+def balanced_labels(chain, class_label, n: int):
+    """``balanced``: image i gets class i mod C, so n = k*C samples hold k of every class (and any
+    resumed batch gets the same labels)."""
+    if class_label != "balanced":
+        return class_label
+    if not chain.is_conditional:
+        raise ValueError("--class_label balanced needs a class-conditional chain")
+    classes = chain.n_classes
+    if n % classes:
+        raise ValueError(f"--class_label balanced: -n {n} is not a multiple of the {classes} classes; use e.g. "
+                         f"-n {max(1, n // classes) * classes}")
+    return list(range(classes))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -238,8 +238,12 @@ def drop_stale_markers(batches_dir: Path) -> None:
 
 def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, temperature=1.0,
                  class_label=None, precision: str = "32", use_cache: bool = True,
-                 settings: Optional[dict] = None, progress_for_batch: Optional[Callable] = None) -> dict:
+                 settings: Optional[dict] = None, progress_for_batch: Optional[Callable] = None,
+                 npz: bool = False) -> dict:
     """Sample ``n`` images in batches into ``outdir`` (resuming a previous run); returns a summary.
+
+    ``npz``: also write ``samples.npz`` for the ADM evaluation suite (uint8 NHWC images under
+    ``arr_0``, class labels under ``arr_1`` for conditional chains).
 
     ``progress_for_batch(index, n_batches)`` may return a ``progress(t, step, steps)`` callback.
     The folder is locked (:class:`OutdirLock`) from the settings check to the last file.
@@ -266,7 +270,7 @@ def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, 
         batches_dir.mkdir(parents=True, exist_ok=True)
         counts = _sample_batches(chain, outdir, n, batch_size, seed, top_k, temperature, class_label, precision,
                                  use_cache, progress_for_batch)
-        _write_totals(chain, outdir, n, batch_size)
+        _write_totals(chain, outdir, n, batch_size, npz)
     summary = {"outdir": str(outdir), "resumed": resumed, **counts}
     logger.info("%s", summary)
     return summary
@@ -315,8 +319,8 @@ def _sample_batches(chain, outdir: Path, n, batch_size, seed, top_k, temperature
     return {"batches_sampled": sampled, "batches_already_done": done, "images_written": written}
 
 
-def _write_totals(chain, outdir: Path, n: int, batch_size: int) -> None:
-    """tokens.npz (all batches) and grid.png, from the markers and the PNGs on disk."""
+def _write_totals(chain, outdir: Path, n: int, batch_size: int, npz: bool = False) -> None:
+    """tokens.npz (all batches), grid.png and optionally samples.npz, from the markers and the PNGs on disk."""
     batches = [np.load(outdir / "batches" / f"batch_{k:06d}.npz") for k in range(math.ceil(n / batch_size))]
     final = {"tokens": np.concatenate([b["tokens"] for b in batches]),
              "latent_shape": np.array(chain.latent_shape)}
@@ -325,5 +329,13 @@ def _write_totals(chain, outdir: Path, n: int, batch_size: int) -> None:
     with atomic_path(outdir / "tokens.npz") as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **final)
+    if npz:
+        arrays = {"arr_0": np.stack([np.asarray(Image.open(outdir / "samples" / f"{i:06d}.png").convert("RGB"))
+                                     for i in range(n)])}  # (n, H, W, 3) uint8
+        if chain.is_conditional:
+            arrays["arr_1"] = final["class_label"].astype(np.int64)
+        with atomic_path(outdir / "samples.npz") as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
     shown = [_read_png(outdir / "samples" / f"{i:06d}.png") for i in range(min(n, GRID_MAX_IMAGES))]
     save_grid(torch.stack(shown), outdir / "grid.png", nrow=min(8, len(shown)))
