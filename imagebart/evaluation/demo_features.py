@@ -48,6 +48,9 @@ class DemoFeatureNet(nn.Module):
                                   nn.AdaptiveAvgPool2d(2), nn.Flatten(),
                                   nn.Linear(4 * width * 4, FEATURE_WIDTH), nn.ReLU(inplace=True))
         self.heads = nn.ModuleDict({name: nn.Linear(FEATURE_WIDTH, n) for name, n in HEADS.items()})
+        # features are reported scaled to unit mean variance per dimension on the training data, so
+        # KID's polynomial kernel (x·y/D + 1)^3 sees values of the size it was designed for
+        self.register_buffer("feature_scale", torch.tensor(1.0))
 
     def _check(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
@@ -59,12 +62,12 @@ class DemoFeatureNet(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, D) features of images in [-1, 1]."""
-        return self.body(self._check(images))
+        return self.body(self._check(images)) * self.feature_scale
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """``features`` (B, D), every head's logits, and ``logits`` = the kind head (the class label)."""
-        features = self.features(images)
-        out = {"features": features, **{name: head(features) for name, head in self.heads.items()}}
+        hidden = self.body(self._check(images))
+        out = {"features": hidden * self.feature_scale, **{name: head(hidden) for name, head in self.heads.items()}}
         out["logits"] = out["kind"]
         return out
 
@@ -142,7 +145,18 @@ def train_demo_features(n_train: int = 20000, n_val: int = 1000, epochs: int = 8
         logger.info("epoch %d/%d (%.0f s): validation accuracy %s", epoch + 1, epochs, time.time() - start,
                     {k: round(v, 4) for k, v in accuracies(net, val_images, val_targets).items()})
     net.eval()
+    calibrate_feature_scale(net, train_images)
     return net, accuracies(net, val_images, val_targets)
+
+
+@torch.no_grad()
+def calibrate_feature_scale(net: DemoFeatureNet, images: torch.Tensor, batch_size: int = 500) -> float:
+    """Set ``feature_scale`` so that the features of ``images`` have unit mean variance per dimension."""
+    net.eval()
+    net.feature_scale.fill_(1.0)
+    features = torch.cat([net.features(images[i:i + batch_size]) for i in range(0, images.shape[0], batch_size)])
+    net.feature_scale.fill_(1.0 / features.var(0).mean().sqrt())
+    return float(net.feature_scale)
 
 
 # the shipped weights

@@ -179,7 +179,9 @@ def all_metrics(reference: ReferenceStats, generated, logits: Optional[torch.Ten
                 kid_subsets: int = 100) -> dict:
     """Every metric the command reports, as a JSON-able dict."""
     fake = _as_features(generated, "generated features")
-    kid_mean, kid_std = kernel_distance(reference.features, fake, subsets=kid_subsets)
+    # subsets of a quarter of the smaller set, so that their spread says how sure the mean is
+    size = max(2, min(1000, reference.features.shape[0] // 4, fake.shape[0] // 4))
+    kid_mean, kid_std = kernel_distance(reference.features, fake, subsets=kid_subsets, subset_size=size)
     precision, recall = precision_recall(reference.features, fake)
     out = {"fid": frechet_distance(reference, fake), "kid_mean": kid_mean, "kid_std": kid_std,
            "precision": precision, "recall": recall, "n_samples": int(fake.shape[0]),
