@@ -20,11 +20,15 @@ from imagebart.apps.controls import runs_seeds
 from imagebart.apps.display import enlarge, frame, grid_array, mask_array, png_bytes
 from imagebart.apps.examples import class_names, example_image, example_label
 from imagebart.apps.uploads import (
-    IMAGE_TYPES, UploadError, check_mask, read_image_upload, read_mask_upload,
+    IMAGE_TYPES,
+    UploadError,
+    check_mask,
+    read_image_upload,
+    read_mask_upload,
 )
 from imagebart.images import to_uint8
 from imagebart.sampling.batch import batch_seed
-from imagebart.sampling.editing import default_chain_lengths, edit
+from imagebart.sampling.editing import default_chain_lengths, edit, paste_back
 from imagebart.sampling.masks import grey_out, preset_mask
 
 RESULT_KEY = "inpaint_result"
@@ -127,8 +131,10 @@ def sidebar_settings(chain, names):
     if chain.is_conditional:
         side.caption("Class-conditional chain: the label guides what fills the masked region.")
     label = widgets.class_label_input(side, chain, names)
+    paste = side.checkbox("Paste the original back outside the edit", value=True, key="paste_back",
+                          help="The VQGAN's decode softens kept regions; this keeps your pixels there (feathered seam).")
     return dict(top_k=top_k, temperature=temperature, chain_length=chain_length, n_runs=int(n_runs),
-                batch_size=int(batch_size), seed=int(seed), class_label=label)
+                batch_size=int(batch_size), seed=int(seed), class_label=label, paste_back=bool(paste))
 
 
 # editing
@@ -148,7 +154,10 @@ def run_edits(chain, image, mask, settings) -> dict:
         result = edit(chain, image.expand(b, -1, -1, -1), mask, top_k=settings["top_k"],
                       temperature=settings["temperature"], chain_length=settings["chain_length"],
                       class_label=settings["class_label"], generator=chain.make_generator(seed), progress=bar)
-        rows.append(torch.cat((image, masked, result.images.cpu())))  # (B+2, 3, H, W)
+        samples = result.images.cpu()
+        if settings["paste_back"]:  # the user's pixels where the mask keeps them
+            samples = paste_back(image, samples, mask)
+        rows.append(torch.cat((image, masked, samples)))  # (B+2, 3, H, W)
         if result.class_label is not None:
             labels.extend(result.class_label.tolist())
     seconds = time.time() - start

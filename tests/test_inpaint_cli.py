@@ -139,3 +139,20 @@ def test_resume_rewrites_damaged_and_missing_samples_only(sampling_config, image
     assert inpaint.main(argv) == 0
     assert {p.name: p.read_bytes() for p in folder.glob("*.png")} == complete
     assert kept.stat().st_mtime_ns == kept_mtime
+
+
+def test_original_pixels_are_pasted_back_outside_the_edit(sampling_config, images, tmp_path):
+    """Default: the kept border holds the user's pixels; --no_paste_back shows the raw decode there."""
+    common = ["--config", str(sampling_config), "--image", str(images / "square.jpg"), "--mask", "centre:0.5",
+              "-n", "2", "--seed", "2", "--device", "cpu"]
+    assert inpaint.main(common + ["--outdir", str(tmp_path / "pasted")]) == 0
+    assert inpaint.main(common + ["--outdir", str(tmp_path / "raw"), "--no_paste_back"]) == 0
+    original = read(tmp_path / "pasted" / "square.jpg" / "original.png").astype(int)
+    pasted = read(tmp_path / "pasted" / "square.jpg" / "sample_000.png").astype(int)
+    raw = read(tmp_path / "raw" / "square.jpg" / "sample_000.png").astype(int)
+    border = slice(0, IMAGE_SIZE // 4 - 2)  # kept, away from the feathered seam
+    assert np.array_equal(pasted[border], original[border])
+    assert not np.array_equal(raw[border], original[border])  # the tiny VQGAN's decode differs
+    centre = slice(3 * IMAGE_SIZE // 8, 5 * IMAGE_SIZE // 8)
+    assert np.array_equal(pasted[centre, centre], raw[centre, centre])  # the generated region is the chain's
+    assert json.loads((tmp_path / "raw" / "square.jpg" / "settings.json").read_text())["paste_back"] is False

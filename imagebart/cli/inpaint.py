@@ -48,7 +48,7 @@ from imagebart.data.base import load_image, open_image, preprocess_image
 from imagebart.images import IMAGE_SUFFIXES, image_is_intact, save_grid, save_image
 from imagebart.sampling.batch import OutdirLock, batch_seed, check_or_write_settings, versions
 from imagebart.sampling.chain import ImageBARTChain
-from imagebart.sampling.editing import edit
+from imagebart.sampling.editing import edit, paste_back
 from imagebart.sampling.masks import grey_out, parse_mask, token_keep_mask
 
 logger = logging.getLogger(__name__)
@@ -76,6 +76,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--outdir", type=Path, default=Path("outputs/inpaint"))
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument("--no_paste_back", action="store_true",
+                        help="keep the raw decode everywhere (default: paste the original pixels back where the mask "
+                             "keeps them, with a feathered seam)")
     parser.add_argument("--no_ema", action="store_true", help="sample with the raw weights instead of EMA")
     add_checkpoint_record_argument(parser)
     return parser
@@ -124,6 +127,7 @@ def image_settings(args, path: Path, batch_size: int, chain, top_k, temperature,
             "n_samples": args.n_samples, "batch_size": batch_size, "top_k": chain.top_k_schedule(top_k),
             "temperature": chain.temperature_schedule(temperature), "chain_length": chain_length,
             "class_label": class_label, "seed": args.seed, "batch_seeds": "numpy SeedSequence([seed, batch]) per image",
+            "paste_back": not args.no_paste_back,
             "config": str(args.config), "ema": not args.no_ema, "device": device.type, "chain": chain.describe(),
             "versions": versions()}
 
@@ -188,7 +192,10 @@ def edit_one(chain, original: torch.Tensor, mask: torch.Tensor, folder: Path, se
         torch.manual_seed(batch_seed(settings["seed"], index))  # the first stage draws unknown remapped codes
         generator = chain.make_generator(batch_seed(settings["seed"], index))
         result = edit(chain, original.expand(len(paths), -1, -1, -1), mask, generator=generator, **options)
-        for image, path in zip(result.images.cpu(), paths):
+        images = result.images.cpu()
+        if settings["paste_back"]:  # the user's pixels where the mask keeps them (the decode softens them)
+            images = paste_back(original, images, mask)
+        for image, path in zip(images, paths):
             if path in redo:  # the batch is redrawn whole (one generator), but intact files stay untouched
                 save_image(image, path)
         sampled += len(redo)
