@@ -16,6 +16,7 @@ Legend: N / M reference / generated samples, D feature width, C classes.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -28,6 +29,9 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
 STATS_FORMAT = 1
+
+# torchmetrics warns that KID and IS keep every feature in memory: that is what we hand them
+warnings.filterwarnings("ignore", message=r"Metric `(Kernel Inception Distance|InceptionScore)` will save all")
 
 
 class _GivenFeatures(nn.Module):

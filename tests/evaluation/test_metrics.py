@@ -5,7 +5,12 @@ import pytest
 import torch
 
 from imagebart.evaluation.metrics import (
-    ReferenceStats, all_metrics, frechet_distance, inception_score, kernel_distance, precision_recall,
+    ReferenceStats,
+    all_metrics,
+    frechet_distance,
+    inception_score,
+    kernel_distance,
+    precision_recall,
 )
 
 
