@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 from imagebart.cli.common import resolve_device, run_command
 from imagebart.evaluation.demo_features import load_demo_features
 from imagebart.evaluation.image_sets import SET_FORMS, extract
+from imagebart.evaluation.inception import WEIGHTS_ENV, WEIGHTS_NAME, load_inception
 from imagebart.evaluation.metrics import ReferenceStats, all_metrics
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,9 @@ def get_parser() -> argparse.ArgumentParser:
                         help="feature network: demo (shipped, for the demo data) or inception")
     parser.add_argument("--feature_weights", default=None,
                         help="weights of the feature network (demo: default models/demo/features.ckpt)")
-    parser.add_argument("--inception_weights", default=None, help="local Inception weights file (--features inception)")
+    parser.add_argument("--inception_weights", default=None,
+                        help=f"--features inception: the local {WEIGHTS_NAME} (default: ${WEIGHTS_ENV}, else torch "
+                             "hub's checkpoints folder)")
     parser.add_argument("--n", type=int, default=None, help="use the first N images of each set")
     parser.add_argument("--out", default=None, help="also write the metrics to this JSON file")
     parser.add_argument("--save_reference_stats", default=None, help="write the reference statistics here for reuse")
@@ -43,9 +46,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def feature_network(args):
+    """The demo CNN, or the FID Inception with weights from a local file (nothing is downloaded)."""
     if args.features == "inception":
-        raise ValueError("--features inception: no Inception network ships with this version; use --features demo "
-                         "for the demo data (Inception support comes with its own weights file, --inception_weights)")
+        return load_inception(args.inception_weights)
     return load_demo_features(args.feature_weights)
 
 

@@ -62,7 +62,7 @@ def test_sample_output_folders_are_read_from_samples(tmp_path):
 
 @pytest.mark.parametrize("make, extra, message", [
     (lambda p: p, ["--feature_weights", "{tmp}/missing.ckpt"], "missing.ckpt not found; train them with"),
-    (lambda p: p, ["--features", "inception"], "--features inception"),
+    (lambda p: p, ["--features", "inception", "--inception_weights", "{tmp}/pt.pth"], "Inception weights not found"),
     (lambda p: (p / "empty").mkdir() or p / "empty", [], "holds no images"),
     (lambda p: write_pngs(p / "mixed", demo_uint8(2) + [np.zeros((16, 16, 3), np.uint8)]), ["--batch_size", "2"],
      "images of different sizes"),
