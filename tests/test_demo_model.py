@@ -17,9 +17,9 @@ DEMO = REPO / "configs" / "sampling" / "demo.yaml"
 
 def test_shipped_checkpoints_are_small_and_ema_only():
     files = sorted((REPO / "models" / "demo").glob("*.ckpt"))
-    assert [f.name for f in files] == ["scale1.ckpt", "scale2.ckpt", "scale3.ckpt", "vqgan.ckpt"]
+    assert [f.name for f in files] == ["features.ckpt", "scale1.ckpt", "scale2.ckpt", "scale3.ckpt", "vqgan.ckpt"]
     assert sum(f.stat().st_size for f in files) <= 20 * 2**20
-    for f in files[:3]:
+    for f in files[1:4]:
         state = torch.load(f, map_location="cpu", weights_only=True)["state_dict"]
         assert not any(k.startswith(("transformer_ema.", "first_stage_model.")) for k in state)
 
