@@ -216,8 +216,7 @@ CASES = [
     ("sample", S + ["--config", "{cfg_empty}"], "empty.ckpt': the file is empty"),
     ("sample", S + ["--config", "{cfg_evil}"], "refusing to load checkpoint"),
     ("sample", S + ["--config", "{cfg_vqgan_as_scale}"], "vqgan.ckpt"),
-    pytest.param(("sample", S + ["--config", "{cfg_flipped}"], "flipped.ckpt"),
-                 marks=pytest.mark.xfail(strict=False, reason="needs loading.py integrity check")),
+    ("sample", S + ["--config", "{cfg_flipped}"], "flipped.ckpt is corrupt"),
     ("inpaint", I + ["--config", "{cfg_truncated}"], "truncated.ckpt"),
     ("inpaint", I + ["--config", "{cfg_evil}"], "evil.ckpt"),
     # elbo
