@@ -48,13 +48,14 @@ def to_our_names(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
     return dict(state_dict)
 
 
-def read_checkpoint(path: Union[str, Path], ignore_keys=(), strict: bool = True) -> tuple[dict, Optional[dict]]:
+def read_checkpoint(path: Union[str, Path], ignore_keys=(), strict: bool = True,
+                    checkpoint: Optional[Mapping] = None) -> tuple[dict, Optional[dict]]:
     """(the weights in our names without ``ignore_keys`` entries, the checkpoint's record or None).
 
     The weights are checked against the record's digest: corrupt bytes are refused (``strict``)
-    or reported (``strict=False``).
+    or reported (``strict=False``). ``checkpoint``: the file's contents when already read.
     """
-    checkpoint = load_checkpoint(path)
+    checkpoint = load_checkpoint(path) if checkpoint is None else checkpoint
     state_dict = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, Mapping) else None
     if not isinstance(state_dict, Mapping) or not all(torch.is_tensor(v) for v in state_dict.values()):
         raise ValueError(f"checkpoint {path} holds neither a state dict nor a dict with a 'state_dict' of tensors")

@@ -73,8 +73,9 @@ def check_paths(args: argparse.Namespace) -> Path:
 def run(args: argparse.Namespace) -> Path:
     """Read, convert and write atomically; refuses to overwrite unless ``--force``, and never the input."""
     out = check_paths(args)
-    step = load_checkpoint(args.input).get("global_step", 0)
-    state_dict, record = read_checkpoint(args.input, strict=not args.ignore_checkpoint_record)
+    checkpoint = load_checkpoint(args.input)  # read once: the step, the weights and their record
+    step = checkpoint.get("global_step", 0) if isinstance(checkpoint, dict) else 0
+    state_dict, record = read_checkpoint(args.input, strict=not args.ignore_checkpoint_record, checkpoint=checkpoint)
     hparams = (record or {}).get("hparams")  # what the weights mean does not change with the format
     if args.config:
         if args.first_stage_only:
