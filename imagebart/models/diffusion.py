@@ -36,6 +36,7 @@ from imagebart.lr_scheduler import adamw_with_schedule
 from imagebart.models.image_logs import denoiser_image_logs
 from imagebart.models.original_api import OriginalDenoiserAPI
 from imagebart.modules.autoregressive import sample_tokens
+from imagebart.modules.conditioners import drop_condition
 from imagebart.modules.ema import LitEma
 from imagebart.util import check_positive_int, instantiate_from_config, is_integer, is_number
 
@@ -52,7 +53,7 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
                  soft_only: bool = False, redraw_prob=None, use_ema: bool = False,
                  conditioner_config=None, conditioner_key: Optional[str] = None,
                  single_scale: Optional[int] = None, use_past_for_sampling: bool = True,
-                 schedule_curves=None, first_stage_model=None):
+                 schedule_curves=None, first_stage_model=None, cond_drop_prob: float = 0.0):
         super().__init__()
         check_positive_int("model.params.n_scales", n_scales)
         if single_scale is not None and (not is_integer(single_scale) or not 1 <= single_scale <= n_scales):
@@ -66,7 +67,11 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
         alpha = 1.0 if soft_only else alpha  # the original's soft_only means alpha = 1
         if not is_number(alpha) or not 0.0 <= alpha <= 1.0:
             raise ValueError(f"model.params.alpha (weight of the soft loss) must be a number in [0, 1], got {alpha!r}")
+        if not is_number(cond_drop_prob) or not 0.0 <= cond_drop_prob < 1.0:
+            raise ValueError(f"model.params.cond_drop_prob (how often training drops the condition, for "
+                             f"classifier-free guidance) must be a number in [0, 1), got {cond_drop_prob!r}")
         self.n_scales, self.single_scale, self.alpha = n_scales, single_scale, float(alpha)
+        self.cond_drop_prob = float(cond_drop_prob)
         self.redraw_prob, self.top_k = redraw_prob, top_k
         self.first_stage_key, self.conditioner_key = first_stage_key, conditioner_key
         self.use_past_for_sampling = use_past_for_sampling
@@ -90,6 +95,9 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
             self.conditioner = self.first_stage_model
         elif conditioner_config is not None:
             self.conditioner = instantiate_from_config(conditioner_config).eval()
+        if self.cond_drop_prob > 0 and not hasattr(self.conditioner, "null_condition"):
+            raise ValueError("model.params.cond_drop_prob > 0 needs a conditioner with a null condition (e.g. "
+                             f"ClassProvider with n_classes); conditioner_config is {conditioner_config!r}")
 
         state_dict = None
         if ckpt_path is not None:  # read first: 2021 weights need the 2021-compatible network
@@ -115,6 +123,8 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
         """Vocabulary, sequence-length and schedule mistakes, named before training starts."""
         net, k = self.transformer, self.num_codes
         n_classes = getattr(self.conditioner, "n_classes", None) or 0
+        if self.cond_drop_prob > 0:
+            n_classes = self.conditioner.null_token + 1  # classes and the null token
         in_key, out_key = net.vocabulary_keys
         if net.output_vocabulary != k:
             raise ValueError(f"transformer_config.params.{out_key}={net.output_vocabulary} must equal the first "
@@ -122,7 +132,8 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
         if net.input_vocabulary < max(k, n_classes, self.n_scales + 1):
             raise ValueError(f"transformer_config.params.{in_key}={net.input_vocabulary} must be >= max(K={k}, "
                              f"classes={n_classes}, n_scales+1={self.n_scales + 1}): scale, class and code tokens "
-                             "share the input vocabulary")
+                             "share the input vocabulary" + (" (classes count the null token of cond_drop_prob)"
+                                                              if self.cond_drop_prob > 0 else ""))
         net.check_fits(self.tokens_per_image, 0 if self.conditioner is None else 1)
         if not net.reads_x_t:
             if self.single_scale != self.n_scales:
@@ -138,7 +149,8 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
         return {"denoiser": type(self).__name__, "n_scales": self.n_scales, "single_scale": self.single_scale,
                 "alphas_cumprod": [round(a, 6) for a in self.schedule.alphas_cumprod.tolist()],
                 "num_codes": self.num_codes, "latent_shape": list(self.latent_shape),
-                "conditional": self.conditioner is not None, "network": self.network_config}
+                "conditional": self.conditioner is not None, "network": self.network_config,
+                **({"cond_drop_prob": self.cond_drop_prob} if self.cond_drop_prob > 0 else {})}
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint[RECORD_KEY] = make_record(checkpoint["state_dict"], self.hparams_record())
@@ -254,6 +266,8 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
         t = self.draw_scales(x.shape[0], x.device)  # drawn before encoding, as the original did
         example = self.corrupt(self.encode_tokens(x), t)
         cond = self.get_conditioning(batch) if self.conditioner is not None else None
+        if self.training and self.cond_drop_prob > 0:  # classifier-free guidance learns p(x_{t-1} | x_t) too
+            cond = drop_condition(cond, self.conditioner.null_condition(len(cond), cond.device), self.cond_drop_prob)
         logits = self.transformer.teacher_forced(self.network_condition(example.x_t, example.t, cond),
                                                  example.x_prev)  # (B, L, K)
         loss, parts = denoising_loss(logits, example.x_prev, example.posterior, self.alpha)
@@ -301,15 +315,33 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
         k = top_k if top_k is not None else self.top_k
         return None if k is None else min(int(k), self.num_codes)
 
+    def check_guidance(self, source: str = "this scale") -> None:
+        """Guidance needs an unconditional branch: a conditional model trained with ``cond_drop_prob``."""
+        if self.conditioner is None:
+            raise ValueError(f"{source} is unconditional: guidance_scale needs a class-conditional chain "
+                             "(use guidance_scale 1, the default)")
+        if self.cond_drop_prob <= 0:
+            raise ValueError(f"{source} was trained without model.params.cond_drop_prob, so it never saw the "
+                             "null condition and has no unconditional branch to guide with; use guidance_scale 1, "
+                             "or train with cond_drop_prob (e.g. 0.1)")
+
     @torch.no_grad()
     def sample_x_prev(self, x_t, t, cond=None, temperature: float = 1.0, top_k=None, guide=None,
-                      generator=None, use_cache: bool = True, callback=None, steps=None) -> torch.Tensor:
+                      generator=None, use_cache: bool = True, callback=None, steps=None,
+                      guidance_scale: float = 1.0) -> torch.Tensor:
         """x_{t-1} (B, L) ~ p_θ(· | x_t) token by token (the first ``steps`` tokens if given).
-        ``top_k`` is used as given (None: no filtering); :meth:`resolve_top_k` gives the config's."""
+        ``top_k`` is used as given (None: no filtering); :meth:`resolve_top_k` gives the config's.
+        ``guidance_scale`` s != 1: classifier-free guidance (s = 0 runs the unconditional branch alone)."""
         steps = self.tokens_per_image if steps is None else steps
-        return sample_tokens(self.transformer, self.network_condition(x_t, t, cond), steps,
-                             temperature=temperature, top_k=top_k, guide=guide,
-                             use_cache=use_cache, generator=generator, callback=callback)
+        condition, uncond = self.network_condition(x_t, t, cond), None
+        if guidance_scale != 1:
+            self.check_guidance()
+            null = self.conditioner.null_condition(len(x_t), x_t.device)  # (B, C)
+            condition, uncond = (self.network_condition(x_t, t, null), None) if guidance_scale == 0 else \
+                (condition, self.network_condition(x_t, t, null))
+        return sample_tokens(self.transformer, condition, steps, temperature=temperature, top_k=top_k,
+                             guide=guide, use_cache=use_cache, generator=generator, callback=callback,
+                             uncond_condition=uncond, guidance_scale=float(guidance_scale))
 
     @torch.no_grad()
     def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,10 @@ so the encoder-decoder (condition ``[t, (cond…), x_t]``) and the decoder-only 
 (the original's sampler, kept as the reference for tests and benchmarks). ``guide`` logits
 (B, L, K) are added before filtering: editing forces kept tokens with 0 / -inf.
 
+Classifier-free guidance: given ``uncond_condition`` (the same input with the null condition),
+the conditional and unconditional rows run as one batch of 2B (one KV cache holds both
+branches), and each position samples from l_u + s·(l_c - l_u), s = ``guidance_scale``.
+
 Legend: B batch, L tokens per image, K codes.
 """
 
@@ -41,6 +45,11 @@ def pick_tokens(logits: torch.Tensor, temperature: float = 1.0, top_k: Optional[
     return torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
 
 
+def guided_logits(cond_logits: torch.Tensor, uncond_logits: torch.Tensor, scale: float) -> torch.Tensor:
+    """l_u + s·(l_c - l_u), written as l_c + (s-1)·(l_c - l_u) so that s = 1 returns l_c exactly."""
+    return cond_logits + (scale - 1.0) * (cond_logits - uncond_logits)
+
+
 # the loop
 
 
@@ -48,18 +57,28 @@ def pick_tokens(logits: torch.Tensor, temperature: float = 1.0, top_k: Optional[
 def sample_tokens(network, condition: torch.Tensor, steps: int, temperature: float = 1.0,
                   top_k: Optional[int] = None, guide: Optional[torch.Tensor] = None, greedy: bool = False,
                   use_cache: bool = True, generator: Optional[torch.Generator] = None,
-                  callback: Optional[Callable[[int], None]] = None, return_logits: bool = False):
+                  callback: Optional[Callable[[int], None]] = None, return_logits: bool = False,
+                  uncond_condition: Optional[torch.Tensor] = None, guidance_scale: float = 1.0):
     """Sample ``steps`` tokens (B, steps) given ``condition`` (B, C); optionally the logits (B, steps, K)."""
-    tokens = condition.new_zeros((condition.shape[0], 0))  # (B, 0) sampled so far
+    guided = uncond_condition is not None
+    both = (lambda x: torch.cat((x, x))) if guided else (lambda x: x)  # feed both branches the same tokens
+    if guided:
+        if uncond_condition.shape != condition.shape:
+            raise ValueError(f"uncond_condition {tuple(uncond_condition.shape)} must match condition "
+                             f"{tuple(condition.shape)}")
+        condition = torch.cat((condition, uncond_condition))  # (2B, C): conditional rows first
+    tokens = condition.new_zeros((len(condition) // (2 if guided else 1), 0))  # (B, 0) sampled so far
     new, cache, all_logits = tokens, None, []
     for i in range(steps):
         if callback is not None:
             callback(i)
         if use_cache:
-            logits, cache = network.decode_step(condition, new, cache)  # (B, m, K)
+            logits, cache = network.decode_step(condition, both(new), cache)  # (B or 2B, m, K)
         else:  # the whole prefix again; the appended placeholder is never read (causal)
-            logits = network.teacher_forced(condition, F.pad(tokens, (0, 1)))  # (B, i+1, K)
-        logits = logits[:, -1]  # (B, K) for position i
+            logits = network.teacher_forced(condition, F.pad(both(tokens), (0, 1)))  # (B or 2B, i+1, K)
+        logits = logits[:, -1]  # (B or 2B, K) for position i
+        if guided:
+            logits = guided_logits(*logits.chunk(2), guidance_scale)  # (B, K)
         if guide is not None:
             logits = logits + guide[:, i]
         all_logits.append(logits)

@@ -88,6 +88,12 @@ def _check_temperature(value):
     return float(value)
 
 
+def _check_guidance_scale(value):
+    if not is_number(value) or not value >= 0:
+        raise ValueError(f"guidance_scale values must be numbers >= 0 (1: plain conditional sampling), got {value!r}")
+    return float(value)
+
+
 # the chain
 
 
@@ -229,6 +235,15 @@ class ImageBARTChain:
         """Temperature per scale in sampling order."""
         return resolve_schedule(temperature, self.n_scales, "temperature", _check_temperature)
 
+    def guidance_schedule(self, guidance_scale=1.0) -> list:
+        """Classifier-free guidance scale per scale in sampling order; every scale guided (s != 1) must
+        have been trained with ``cond_drop_prob``."""
+        values = resolve_schedule(guidance_scale, self.n_scales, "guidance_scale", _check_guidance_scale)
+        for t, value in zip(range(self.n_scales, 0, -1), values):
+            if value != 1:
+                self.models[t - 1].check_guidance(f"scale {t} ({self.sources[t - 1]})")
+        return values
+
     def class_tokens(self, class_label: ClassLabel, batch_size: int,
                      generator: Optional[torch.Generator] = None) -> Optional[torch.Tensor]:
         """Labels (B,) on the chain's device: one int for the batch, one per image, or "random"."""
@@ -284,10 +299,12 @@ class ImageBARTChain:
     @torch.no_grad()
     def sample(self, batch_size: int, top_k=None, temperature=1.0, class_label: ClassLabel = None,
                generator: Optional[torch.Generator] = None, return_intermediates: bool = False,
-               progress: Optional[Progress] = None, use_cache: bool = True) -> SampleResult:
+               progress: Optional[Progress] = None, use_cache: bool = True, guidance_scale=1.0) -> SampleResult:
         """Sample ``batch_size`` images: x_T uniform, t = T..1 with per-scale top-k / temperature, decode.
 
-        ``top_k``/``temperature``: one value or one per scale in sampling order (scale T first).
+        ``top_k``/``temperature``/``guidance_scale``: one value or one per scale in sampling order
+        (scale T first). ``guidance_scale`` s: classifier-free guidance, l_u + s·(l_c - l_u); 1 (the
+        default) is plain conditional sampling, 0 the unconditional branch alone.
         ``progress(t, step, steps)`` is called before each token of scale t and once with
         ``step == steps`` when the scale is done. Draws come from ``generator`` (on the chain's
         device, see :meth:`make_generator`), so a seeded generator reproduces a run.
@@ -298,6 +315,7 @@ class ImageBARTChain:
                              "use chain.make_generator(seed)")
         top_ks = self.top_k_schedule(top_k)
         temperatures = self.temperature_schedule(temperature)
+        guidances = self.guidance_schedule(guidance_scale)
         labels = self.class_tokens(class_label, batch_size, generator)  # (B,) or None
         cond = None if labels is None else labels[:, None]  # (B, 1)
         steps = self.tokens_per_image
@@ -310,7 +328,8 @@ class ImageBARTChain:
             t_batch = torch.full((batch_size,), t, dtype=torch.long, device=self.device)  # (B,)
             callback = None if progress is None else (lambda step, t=t: progress(t, step, steps))
             x_t = model.sample_x_prev(x_t, t_batch, cond, temperature=temperatures[i], top_k=top_ks[i],
-                                      generator=generator, use_cache=use_cache, callback=callback)  # x_{t-1} (B, L)
+                                      generator=generator, use_cache=use_cache, callback=callback,
+                                      guidance_scale=guidances[i])  # x_{t-1} (B, L)
             if progress is not None:
                 progress(t, steps, steps)
             if return_intermediates:

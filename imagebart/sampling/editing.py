@@ -107,12 +107,13 @@ def _clean_tokens(chain, images) -> torch.Tensor:
 def edit(chain, images, mask, top_k: PerScale = None, temperature: PerScale = 1.0,
          chain_length: PerScale = 1, class_label=None, generator: Optional[torch.Generator] = None,
          progress: Optional[Progress] = None, return_intermediates: bool = False,
-         use_cache: bool = True) -> EditResult:
+         use_cache: bool = True, guidance_scale: PerScale = 1.0) -> EditResult:
     """Regenerate the masked-out region of ``images`` with ``chain`` (see the module docstring).
 
     images: (B, 3, H, W) in [-1, 1], or clean tokens x0 (B, L). mask: 1 = keep, 0 = edit, at
     image or token resolution: (H, W), (B, H, W), (B, 1, H, W), (h, w), or flat (L,) / (B, L).
-    ``class_label`` (conditional chains): the target class, one per image, or "random".
+    ``class_label`` (conditional chains): the target class, one per image, or "random";
+    ``guidance_scale`` (per scale, sampling order) steers the edit towards it by classifier-free guidance.
     ``progress(t, step, steps)`` counts the token steps of all passes at scale t and is called
     once more with ``step == steps`` when the scale is done. With the same ``generator`` state,
     an all-edit mask and chain length 1 give exactly :meth:`ImageBARTChain.sample`'s tokens.
@@ -124,6 +125,7 @@ def edit(chain, images, mask, top_k: PerScale = None, temperature: PerScale = 1.
     length = chain.tokens_per_image
     top_ks = chain.top_k_schedule(top_k)
     temperatures = chain.temperature_schedule(temperature)
+    guidances = chain.guidance_schedule(guidance_scale)
     lengths = resolve_schedule(chain_length, n_scales, "chain_length",
                                lambda n: check_positive_int("chain_length values", n))
 
@@ -150,7 +152,7 @@ def edit(chain, images, mask, top_k: PerScale = None, temperature: PerScale = 1.
                 callback = (lambda j, t=t, i=i, n=n: progress(t, i * length + j, n * length))
             x = model.sample_x_prev(x, t_batch, cond, temperature=temperatures[step], top_k=top_ks[step],
                                     guide=guide, generator=generator, use_cache=use_cache,
-                                    callback=callback)  # x_{t-1} (B, L)
+                                    callback=callback, guidance_scale=guidances[step])  # x_{t-1} (B, L)
         if progress is not None:
             progress(t, n * length, n * length)
         if return_intermediates:

@@ -69,10 +69,11 @@ def gpt_config(conditional: bool) -> dict:
                        "n_layer": 2, "n_head": 2, "n_embd": 32}}
 
 
-def denoiser_config(scale: int, kind: str, remap, conditional: bool = False) -> dict:
+def denoiser_config(scale: int, kind: str, remap, conditional: bool = False, cond_drop_prob: float = 0.0) -> dict:
     """``{"model": ...}`` for one scale; kind is "plain", "residual" (encoder-decoder) or "gpt".
 
-    ``remap``: the .npy of :func:`write_remap` (K = 40 used codes).
+    ``remap``: the .npy of :func:`write_remap` (K = 40 used codes). ``cond_drop_prob`` > 0: trained
+    for classifier-free guidance (the null class token is N_CLASSES).
     """
     transformer = gpt_config(conditional) if kind == "gpt" else xtransformer_config(kind == "residual",
                                                                                    conditional)
@@ -82,6 +83,8 @@ def denoiser_config(scale: int, kind: str, remap, conditional: bool = False) -> 
     if conditional:
         params["conditioner_config"] = {"target": "imagebart.util.ClassProvider",
                                         "params": {"key": "class_label", "n_classes": N_CLASSES}}
+    if cond_drop_prob:
+        params["cond_drop_prob"] = cond_drop_prob
     target = "DecoderOnlyDenoiser" if kind == "gpt" else "DenoisingXTransformer"
     return {"model": {"base_learning_rate": 0.0625, "target": f"imagebart.models.diffusion.{target}",
                       "params": params}}
@@ -117,7 +120,7 @@ CHAIN_KINDS = ("residual", "plain", "gpt")  # scale 1, 2, 3
 
 
 def write_chain(folder: Path, conditional: bool = False, ema_offset: float = 0.5,
-                first_stage_in_checkpoints: bool = True) -> Path:
+                first_stage_in_checkpoints: bool = True, cond_drop_prob: float = 0.0) -> Path:
     """Write checkpoints, per-scale YAML configs and a sampling config; return the latter's path.
 
     Every scale carries the same first stage (as when all were trained on one VQGAN), unless
@@ -130,7 +133,7 @@ def write_chain(folder: Path, conditional: bool = False, ema_offset: float = 0.5
     first_stage_sd = None
     checkpoints, configs = [], []
     for scale, kind in enumerate(CHAIN_KINDS, start=1):
-        config = denoiser_config(scale, kind, remap, conditional)
+        config = denoiser_config(scale, kind, remap, conditional, cond_drop_prob)
         model = build_denoiser(config, seed=scale, ema_offset=ema_offset)
         if first_stage_sd is None:
             first_stage_sd = model.first_stage_model.state_dict()
