@@ -5,7 +5,8 @@
 Pick a validation example of the chain's dataset (the demo's DemoScenes need no files) or upload
 a picture; pick a mask preset or upload a mask (white = keep, black = generate); set top-k,
 temperature and chain length per scale (sampling order, scale T first), batch size, runs and seed.
-With a class-conditional chain, the class label steers what is generated in the masked region.
+With a class-conditional chain, the class label steers what is generated in the masked region
+(more strongly with a guidance scale > 1, for chains trained with cond_drop_prob).
 Each run shows original | masked input | samples. Run i uses the generator seed
 ``batch_seed(seed, i)``; see ``imagebart.sampling.editing`` for the procedure.
 """
@@ -123,6 +124,7 @@ def sidebar_settings(chain, names):
     side.header("Sampling")
     top_k = widgets.top_k_input(side, chain)
     temperature = widgets.temperature_input(side, chain)
+    guidance_scale = widgets.guidance_input(side, chain)
     chain_length = chain_length_input(chain)
     side.header("Batch")
     n_runs = side.number_input("Number of runs", min_value=1, max_value=100, value=1, step=1, key="n_runs")
@@ -133,7 +135,8 @@ def sidebar_settings(chain, names):
     label = widgets.class_label_input(side, chain, names)
     paste = side.checkbox("Paste the original back outside the edit", value=True, key="paste_back",
                           help="The VQGAN's decode softens kept regions; this keeps your pixels there (feathered seam).")
-    return dict(top_k=top_k, temperature=temperature, chain_length=chain_length, n_runs=int(n_runs),
+    return dict(top_k=top_k, temperature=temperature, guidance_scale=guidance_scale, chain_length=chain_length,
+                n_runs=int(n_runs),
                 batch_size=int(batch_size), seed=int(seed), class_label=label, paste_back=bool(paste))
 
 
@@ -153,7 +156,8 @@ def run_edits(chain, image, mask, settings) -> dict:
         bar.start_run(run)
         result = edit(chain, image.expand(b, -1, -1, -1), mask, top_k=settings["top_k"],
                       temperature=settings["temperature"], chain_length=settings["chain_length"],
-                      class_label=settings["class_label"], generator=chain.make_generator(seed), progress=bar)
+                      class_label=settings["class_label"], generator=chain.make_generator(seed), progress=bar,
+                      guidance_scale=settings["guidance_scale"])
         samples = result.images.cpu()
         if settings["paste_back"]:  # the user's pixels where the mask keeps them
             samples = paste_back(image, samples, mask)
@@ -214,8 +218,8 @@ def main() -> None:
         problems.append("an image")
     if mask is None or (check is not None and not check.ok):
         problems.append("a mask with something to edit")
-    if settings["top_k"] is None or settings["temperature"] is None:
-        problems.append("valid top-k and temperature schedules")
+    if any(settings[name] is None for name in ("top_k", "temperature", "guidance_scale")):
+        problems.append("valid top-k, temperature and guidance schedules")
     if problems:
         st.info("To sample, choose " + " and ".join(problems) + ".")
     if st.button("Sample with chain", type="primary", disabled=bool(problems), key="sample"):

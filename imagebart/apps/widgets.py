@@ -125,6 +125,18 @@ def temperature_input(container, chain: ImageBARTChain) -> Optional[list]:
                           [1.0] * chain.n_scales, 0.1, chain.temperature_schedule)
 
 
+def guidance_input(container, chain: ImageBARTChain) -> Optional[list]:
+    """Classifier-free guidance scale per scale (1 = plain conditional sampling); fixed at 1 where the
+    chain has no unconditional branch."""
+    if not chain.supports_guidance:
+        if chain.is_conditional:
+            container.caption("guidance: this chain was trained without cond_drop_prob, so it samples "
+                              "with the class alone (guidance scale 1)")
+        return [1.0] * chain.n_scales
+    return schedule_input(container, "guidance scale", "guidance_scale", chain.n_scales, False,
+                          [1.0] * chain.n_scales, 1.0, chain.guidance_schedule)
+
+
 def class_label_input(container, chain: ImageBARTChain, names: Optional[Sequence[str]] = None):
     """None for unconditional chains; else an int label or "random" (one draw per image)."""
     if not chain.is_conditional:

@@ -189,3 +189,19 @@ def add_checkpoint_record_argument(parser) -> None:
     parser.add_argument("--ignore_checkpoint_record", action="store_true",
                         help="load checkpoints whose recorded digest or hyper-parameters do not match their config "
                              "(a warning instead of an error; see README, When things go wrong)")
+
+
+def add_guidance_argument(parser) -> None:
+    """``--guidance_scale``: classifier-free guidance per scale (chains trained with ``cond_drop_prob``)."""
+    parser.add_argument("--guidance_scale", default="1.0",
+                        help="classifier-free guidance l_u + s*(l_c - l_u), one value or one per scale in sampling "
+                             "order (scale T first); 1 = plain conditional sampling, 0 = unconditional; needs a "
+                             "class-conditional chain trained with cond_drop_prob")
+
+
+def parse_guidance_scale(text: str):
+    """The ``--guidance_scale`` value(s): one number or a list, each checked by the chain."""
+    value = per_scale_option(text, "--guidance_scale")
+    if value is None:
+        raise ValueError("--guidance_scale needs a number (or one per scale)")
+    return value

@@ -7,7 +7,7 @@
 centred window), ``outpaint[:size]`` (keep a centred window, generate the border), ``keep_all``,
 ``edit_all``, or a mask image (white = keep, black or transparent = edit; any size, cropped and
 resized like the images). ``size`` is a fraction of the side (0.5) or pixels (64).
-Schedules (``--top_k``, ``--temperature``, ``--chain_length``) take one value or one per scale,
+Schedules (``--top_k``, ``--temperature``, ``--chain_length``, ``--guidance_scale``) take one value or one per scale,
 comma-separated, in sampling order (scale T first).
 
 A mask that keeps every token of the latent grid is refused: there would be nothing to edit.
@@ -38,8 +38,10 @@ import torch
 
 from imagebart.cli.common import (
     add_checkpoint_record_argument,
+    add_guidance_argument,
     check_outdir,
     parse_class_label,
+    parse_guidance_scale,
     per_scale_option,
     resolve_device,
     run_command,
@@ -73,6 +75,7 @@ def get_parser() -> argparse.ArgumentParser:
                         help="passes per scale, one value or one per scale (re-noising between passes)")
     parser.add_argument("--class_label", default=None,
                         help="target class for class-conditional chains (an int or 'random')")
+    add_guidance_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--outdir", type=Path, default=Path("outputs/inpaint"))
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -119,13 +122,14 @@ def check_mask_edits(mask: torch.Tensor, spec: str, latent_shape) -> None:
 
 
 def image_settings(args, path: Path, batch_size: int, chain, top_k, temperature, chain_length,
-                   class_label, device) -> dict:
+                   class_label, device, guidance_scale=1.0) -> dict:
     """Everything that determines one image's samples (checked on resume)."""
     return {"image": path.name, "image_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
             "mask": args.mask, "mask_sha256": (hashlib.sha256(Path(args.mask).read_bytes()).hexdigest()
                                                if Path(args.mask).is_file() else None),
             "n_samples": args.n_samples, "batch_size": batch_size, "top_k": chain.top_k_schedule(top_k),
             "temperature": chain.temperature_schedule(temperature), "chain_length": chain_length,
+            "guidance_scale": chain.guidance_schedule(guidance_scale),
             "class_label": class_label, "seed": args.seed, "batch_seeds": "numpy SeedSequence([seed, batch]) per image",
             "paste_back": not args.no_paste_back,
             "config": str(args.config), "ema": not args.no_ema, "device": device.type, "chain": chain.describe(),
@@ -145,6 +149,7 @@ def run(args: argparse.Namespace) -> list:
         raise ValueError("--temperature needs a number (or one per scale)")
     chain_length = per_scale_option(args.chain_length, "--chain_length", integer=True)
     class_label = parse_class_label(args.class_label)
+    guidance_scale = parse_guidance_scale(args.guidance_scale)
     device = resolve_device(args.device)
     check_outdir(args.outdir)
     paths = list_images(args.image)
@@ -161,7 +166,8 @@ def run(args: argparse.Namespace) -> list:
     for path in paths:
         image_tensor(path, size)  # every picture checked before any work (kept in memory one at a time)
     plans = [(path, output_folder(args.outdir, path),
-              image_settings(args, path, batch_size, chain, top_k, temperature, chain_length, class_label, device))
+              image_settings(args, path, batch_size, chain, top_k, temperature, chain_length, class_label, device,
+                             guidance_scale))
              for path in paths]
     logger.info("%d image(s), %dx%d, mask %s keeps %.0f%% of the pixels", len(paths), size, size, args.mask,
                 100 * float(mask.mean()))
@@ -171,7 +177,8 @@ def run(args: argparse.Namespace) -> list:
                 check_or_write_settings(folder, settings)
         for path, folder, settings in plans:
             edit_one(chain, image_tensor(path, size), mask, folder, settings, args.n_samples, batch_size,
-                     dict(top_k=top_k, temperature=temperature, chain_length=chain_length, class_label=class_label))
+                     dict(top_k=top_k, temperature=temperature, chain_length=chain_length, class_label=class_label,
+                          guidance_scale=guidance_scale))
     return [folder for _, folder, _ in plans]
 
 

@@ -10,7 +10,9 @@ from typing import Optional, Sequence
 
 from imagebart.cli.common import (
     add_checkpoint_record_argument,
+    add_guidance_argument,
     check_outdir,
+    parse_guidance_scale,
     parse_class_label,
     per_scale_option,
     resolve_device,
@@ -38,6 +40,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--class_label", default=None,
                         help="class-conditional chains: an int, a comma-separated list (cycled over the images), "
                              "'random', or 'balanced' (image i gets class i mod C)")
+    add_guidance_argument(parser)
     parser.add_argument("--outdir", default="samples", help="output folder (default: ./samples)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--precision", default="32", choices=PRECISIONS,
@@ -82,6 +85,7 @@ def run(args: argparse.Namespace) -> dict:
     if temperature is None:
         raise ValueError("--temperature needs a number (or one per scale)")
     class_label = parse_class_label(args.class_label)
+    guidance_scale = parse_guidance_scale(args.guidance_scale)
     device = resolve_device(args.device)
     if args.precision == "16" and device.type != "cuda":
         raise ValueError(f"--precision 16 needs a CUDA device (got {device}); use 32 or bf16")
@@ -93,9 +97,10 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError(f"the chain is class-conditional: pass --class_label (0..{chain.n_classes - 1}, "
                          "a comma-separated list, random or balanced)")
     settings = sampling_settings(chain, paths, args.n_samples, args.batch_size, args.seed, top_k, temperature,
-                                 class_label, args.precision, not args.no_cache, not args.no_ema, args.offload)
+                                 class_label, args.precision, not args.no_cache, not args.no_ema, args.offload,
+                                 guidance_scale)
     return run_sampling(chain, args.outdir, args.n_samples, args.batch_size, args.seed, top_k=top_k,
-                        temperature=temperature, class_label=balanced_labels(chain, class_label, args.n_samples),
+                        temperature=temperature, guidance_scale=guidance_scale, class_label=balanced_labels(chain, class_label, args.n_samples),
                         precision=args.precision, use_cache=not args.no_cache, settings=settings,
                         progress_for_batch=tqdm_progress, npz=args.npz)
 

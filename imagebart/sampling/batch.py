@@ -194,7 +194,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def sampling_settings(chain, sampling_config, n: int, batch_size: int, seed: int, top_k, temperature,
-                      class_label, precision: str, use_cache: bool, ema: bool, offload: bool) -> dict:
+                      class_label, precision: str, use_cache: bool, ema: bool, offload: bool,
+                      guidance_scale=1.0) -> dict:
     """Everything that determines the samples, with the per-scale schedules resolved."""
     return {
         "sampling_config": str(sampling_config.source),
@@ -205,6 +206,7 @@ def sampling_settings(chain, sampling_config, n: int, batch_size: int, seed: int
         "schedule_order": f"sampling order: scale {chain.n_scales} first, scale 1 last",
         "top_k": chain.top_k_schedule(top_k),
         "temperature": chain.temperature_schedule(temperature),
+        "guidance_scale": chain.guidance_schedule(guidance_scale),
         "class_label": class_label,
         "device": chain.device.type, "precision": precision, "use_cache": use_cache, "ema": ema,
         "offload": offload, "chain": chain.describe(), "versions": versions(),
@@ -239,7 +241,7 @@ def drop_stale_markers(batches_dir: Path) -> None:
 def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, temperature=1.0,
                  class_label=None, precision: str = "32", use_cache: bool = True,
                  settings: Optional[dict] = None, progress_for_batch: Optional[Callable] = None,
-                 npz: bool = False) -> dict:
+                 npz: bool = False, guidance_scale=1.0) -> dict:
     """Sample ``n`` images in batches into ``outdir`` (resuming a previous run); returns a summary.
 
     ``npz``: also write ``samples.npz`` for the ADM evaluation suite (uint8 NHWC images under
@@ -256,6 +258,7 @@ def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, 
     # check every argument before touching the disk
     chain.top_k_schedule(top_k)
     chain.temperature_schedule(temperature)
+    chain.guidance_schedule(guidance_scale)
     chain.class_tokens(labels_for_batch(class_label, 0, min(n, batch_size)), min(n, batch_size),
                        chain.make_generator(0))
     with precision_context(chain.device, precision):
@@ -269,7 +272,7 @@ def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, 
         samples_dir.mkdir(parents=True, exist_ok=True)
         batches_dir.mkdir(parents=True, exist_ok=True)
         counts = _sample_batches(chain, outdir, n, batch_size, seed, top_k, temperature, class_label, precision,
-                                 use_cache, progress_for_batch)
+                                 use_cache, progress_for_batch, guidance_scale)
         _write_totals(chain, outdir, n, batch_size, npz)
     summary = {"outdir": str(outdir), "resumed": resumed, **counts}
     logger.info("%s", summary)
@@ -277,7 +280,7 @@ def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, 
 
 
 def _sample_batches(chain, outdir: Path, n, batch_size, seed, top_k, temperature, class_label, precision,
-                    use_cache, progress_for_batch) -> dict:
+                    use_cache, progress_for_batch, guidance_scale=1.0) -> dict:
     """Sample every batch whose marker or PNGs are missing or damaged; write only those PNGs."""
     samples_dir, batches_dir = outdir / "samples", outdir / "batches"
     n_batches = math.ceil(n / batch_size)
@@ -299,7 +302,7 @@ def _sample_batches(chain, outdir: Path, n, batch_size, seed, top_k, temperature
             result = chain.sample(stop - start, top_k=top_k, temperature=temperature,
                                   class_label=labels_for_batch(class_label, start, stop),
                                   generator=chain.make_generator(batch_seed(seed, index)),
-                                  progress=progress, use_cache=use_cache)
+                                  progress=progress, use_cache=use_cache, guidance_scale=guidance_scale)
         tokens = result.tokens.cpu().numpy()  # (b, L)
         if previous is not None and not np.array_equal(previous, tokens):
             logger.warning("batch %d came out differently than in the interrupted run (other device or "

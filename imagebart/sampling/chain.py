@@ -186,6 +186,11 @@ class ImageBARTChain:
         return self.models[0].conditioner is not None
 
     @property
+    def supports_guidance(self) -> bool:
+        """Class-conditional with every scale trained with ``cond_drop_prob`` (so it has a null branch)."""
+        return self.is_conditional and all(m.cond_drop_prob > 0 for m in self._unique_models())
+
+    @property
     def n_classes(self) -> Optional[int]:
         """Number of class labels: the conditioner's ``n_classes``, else the smallest input vocabulary."""
         if not self.is_conditional:

@@ -144,3 +144,14 @@ def test_class_guided_editing_on_a_conditional_chain(monkeypatch, tmp_path):
     at.button(key="sample").click().run()
     assert not at.exception and not errors(at)
     assert at.session_state["inpaint_result"]["labels"] == [6, 6]
+
+
+def test_guided_editing(monkeypatch, tmp_path):
+    at = app(monkeypatch, write_chain(tmp_path / "guided", conditional=True, cond_drop_prob=0.1))
+    rgb = np.random.default_rng(3).integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    at.file_uploader(key="image_upload").set_value(("rgb.png", png(rgb), "image/png")).run()
+    at.radio(key="guidance_scale_mode").set_value("constant").run()
+    at.number_input(key="guidance_scale_constant").set_value(2.5).run()
+    at.button(key="sample").click().run()
+    assert not at.exception and not errors(at)
+    assert at.session_state["inpaint_result"]["settings"]["guidance_scale"] == [2.5] * 3

@@ -115,3 +115,24 @@ def test_class_picker_for_conditional_chains(monkeypatch, cond_yaml):
     at.radio(key="class_mode").set_value("random")
     at.button(key="sample").click().run()
     assert not at.exception and len(at.session_state["sample_result"]["labels"]) == 2
+
+
+def test_guidance_schedule_for_guided_chains(monkeypatch, tmp_path, cond_yaml):
+    guided = write_chain(tmp_path / "guided", conditional=True, cond_drop_prob=0.1)
+    at = app(monkeypatch, guided)
+    assert at.text_input(key="guidance_scale_text").value == ", ".join(["1"] * T)
+    at.selectbox(key="class_label").set_value(2)
+    at.number_input(key="batch_size").set_value(2)
+    at.text_input(key="guidance_scale_text").set_value("3, 2, 1")
+    at.button(key="sample").click().run()
+    assert not at.exception and not errors(at)
+    chain = ImageBARTChain.from_sampling_config(guided, device="cpu")
+    expected = chain.sample(2, class_label=2, guidance_scale=[3, 2, 1], generator=chain.make_generator(batch_seed(0, 0)))
+    assert torch.equal(at.session_state["sample_result"]["images"], expected.images)
+    at.text_input(key="guidance_scale_text").set_value("3, -2, 1").run()
+    assert any(">= 0" in e for e in errors(at)) and at.button(key="sample").disabled
+    # a class chain trained without dropout offers no guidance and says why
+    plain = app(monkeypatch, cond_yaml)
+    assert not plain.exception and not errors(plain)
+    assert not [w for w in plain.text_input if w.key == "guidance_scale_text"]
+    assert any("without cond_drop_prob" in c.value for c in plain.caption)
