@@ -48,6 +48,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--offload", action="store_true",
                         help="keep the scales not being run on the CPU (saves accelerator memory)")
     parser.add_argument("--no_ema", action="store_true", help="sample with the raw instead of the EMA weights")
+    parser.add_argument("--acceptance_rate", type=float, default=None,
+                        help="acceptance sampling: draw n_c/rate samples per class and keep the n_c that --classifier "
+                             "scores highest for their label (0.25 keeps the best quarter); needs --classifier")
+    parser.add_argument("--classifier", default=None,
+                        help="for --acceptance_rate: 'demo' (the demo feature network) or a classifier YAML "
+                             "(target, params, ckpt_path, ...; see imagebart/evaluation/classifier.py)")
     parser.add_argument("--npz", action="store_true",
                         help="also write samples.npz for the ADM evaluation suite (uint8 NHWC arr_0, labels arr_1)")
     add_checkpoint_record_argument(parser)
@@ -75,6 +81,9 @@ def tqdm_progress(index: int, n_batches: int):
 
 def run(args: argparse.Namespace) -> dict:
     """Check the arguments, load the chain and sample; returns :func:`run_sampling`'s summary."""
+    from imagebart.evaluation.classifier import load_classifier
+    from imagebart.sampling.acceptance import check_rate
+    from imagebart.sampling.acceptance_run import run_acceptance_sampling
     from imagebart.sampling.chain import ImageBARTChain
     from imagebart.sampling.config import load_sampling_config
 
@@ -86,10 +95,16 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError("--temperature needs a number (or one per scale)")
     class_label = parse_class_label(args.class_label)
     guidance_scale = parse_guidance_scale(args.guidance_scale)
+    if (args.acceptance_rate is None) != (args.classifier is None):
+        raise ValueError("--acceptance_rate and --classifier go together: the classifier scores the samples the "
+                         "rate selects from")
+    if args.acceptance_rate is not None:
+        check_rate(args.acceptance_rate, "--acceptance_rate")
     device = resolve_device(args.device)
     if args.precision == "16" and device.type != "cuda":
         raise ValueError(f"--precision 16 needs a CUDA device (got {device}); use 32 or bf16")
     check_outdir(args.outdir)
+    classifier = None if args.classifier is None else load_classifier(args.classifier, device)
     paths = load_sampling_config(args.config)
     chain = ImageBARTChain.from_sampling_config(paths, device=device, ema=not args.no_ema, offload=args.offload,
                                                 strict=not args.ignore_checkpoint_record)
@@ -99,8 +114,17 @@ def run(args: argparse.Namespace) -> dict:
     settings = sampling_settings(chain, paths, args.n_samples, args.batch_size, args.seed, top_k, temperature,
                                  class_label, args.precision, not args.no_cache, not args.no_ema, args.offload,
                                  guidance_scale)
+    labels = balanced_labels(chain, class_label, args.n_samples)
+    if classifier is not None:
+        settings.update(acceptance_rate=args.acceptance_rate, classifier=args.classifier)
+        return run_acceptance_sampling(chain, classifier, args.outdir, args.n_samples, args.batch_size, args.seed,
+                                       args.acceptance_rate, labels, settings, precision=args.precision,
+                                       npz=args.npz, progress_for_batch=tqdm_progress,
+                                       classifier_name=f"--classifier {args.classifier}", top_k=top_k,
+                                       temperature=temperature, guidance_scale=guidance_scale,
+                                       use_cache=not args.no_cache)
     return run_sampling(chain, args.outdir, args.n_samples, args.batch_size, args.seed, top_k=top_k,
-                        temperature=temperature, guidance_scale=guidance_scale, class_label=balanced_labels(chain, class_label, args.n_samples),
+                        temperature=temperature, guidance_scale=guidance_scale, class_label=labels,
                         precision=args.precision, use_cache=not args.no_cache, settings=settings,
                         progress_for_batch=tqdm_progress, npz=args.npz)
 
@@ -123,4 +147,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, summary = run_command(get_parser, run, argv)
     logger.info("wrote %d images to %s (%d batches sampled, %d already done)", summary["images_written"],
                 Path(args.outdir) / "samples", summary["batches_sampled"], summary["batches_already_done"])
+    if "realised_rate" in summary:
+        logger.info("acceptance: kept %d of %d candidates; mean classifier score %.3f -> %.3f, accuracy %.3f -> %.3f "
+                    "(all -> kept; per class in settings.json)", summary["kept"], summary["candidates"],
+                    summary["mean_score_all"], summary["mean_score_kept"], summary["accuracy_all"],
+                    summary["accuracy_kept"])
     return 0

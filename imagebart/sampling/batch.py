@@ -90,12 +90,22 @@ def versions() -> dict:
 # the run
 
 
+RESULT_KEYS = ("acceptance",)  # written into settings.json when a run ends; not compared on resume
+
+
+def record_results(outdir: Path, results: dict) -> None:
+    """Add a finished run's results (e.g. acceptance statistics) to its settings.json."""
+    path = Path(outdir) / "settings.json"
+    write_json({**json.loads(path.read_text()), **results}, path)
+
+
 class SettingsMismatch(ValueError):
     """``--outdir`` holds a run with other settings: resuming would mix two experiments."""
 
 
 def check_or_write_settings(outdir: Path, settings: dict, override_hint: str = "choose a new --outdir") -> bool:
-    """Write settings.json, or check that it matches; returns True when resuming."""
+    """Write settings.json, or check that it matches (results recorded there are not settings); returns
+    True when resuming."""
     path = Path(outdir) / "settings.json"
     normalised = json.loads(strict_json(settings))
     if path.is_file():
@@ -104,6 +114,8 @@ def check_or_write_settings(outdir: Path, settings: dict, override_hint: str = "
         except (ValueError, UnicodeDecodeError) as err:
             raise SettingsMismatch(f"{path} is not valid JSON ({err}); delete it to start this folder over, "
                                    f"or {override_hint}") from None
+        if isinstance(previous, dict):
+            previous = {k: v for k, v in previous.items() if k not in RESULT_KEYS}
         if previous != normalised:
             keys = sorted(k for k in set(previous) | set(normalised) if previous.get(k) != normalised.get(k))
             details = "; ".join(f"{k}: was {previous.get(k)!r}, now {normalised.get(k)!r}" for k in keys[:6])
@@ -228,9 +240,9 @@ def read_marker(marker: Path, n_images: int) -> Optional[np.ndarray]:
     return tokens if tokens.shape[0] == n_images else None
 
 
-def drop_stale_markers(batches_dir: Path) -> None:
+def drop_stale_markers(batches_dir: Path, pattern: str = "batch_*.npz") -> None:
     """A folder without settings.json holds no run to resume: forget its finished batches."""
-    stale = sorted(batches_dir.glob("batch_*.npz"))
+    stale = sorted(batches_dir.glob(pattern))
     if stale:
         logger.warning("%s: no settings.json, so its %d batch markers belong to no known run; sampling every "
                        "batch anew", batches_dir.parent, len(stale))
@@ -325,10 +337,16 @@ def _sample_batches(chain, outdir: Path, n, batch_size, seed, top_k, temperature
 def _write_totals(chain, outdir: Path, n: int, batch_size: int, npz: bool = False) -> None:
     """tokens.npz (all batches), grid.png and optionally samples.npz, from the markers and the PNGs on disk."""
     batches = [np.load(outdir / "batches" / f"batch_{k:06d}.npz") for k in range(math.ceil(n / batch_size))]
-    final = {"tokens": np.concatenate([b["tokens"] for b in batches]),
-             "latent_shape": np.array(chain.latent_shape)}
+    final = {"tokens": np.concatenate([b["tokens"] for b in batches])}
     if chain.is_conditional:
         final["class_label"] = np.concatenate([b["class_label"] for b in batches])
+    write_outputs(chain, outdir, n, final, npz)
+
+
+def write_outputs(chain, outdir: Path, n: int, final: dict, npz: bool = False) -> None:
+    """tokens.npz (``final``'s arrays and the latent shape), grid.png and optionally samples.npz (images
+    from the PNGs on disk, labels from ``final["class_label"]``)."""
+    final = {**final, "latent_shape": np.array(chain.latent_shape)}
     with atomic_path(outdir / "tokens.npz") as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **final)
