@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 from imagebart.cli.common import resolve_device, run_command
 from imagebart.evaluation.demo_features import load_demo_features
-from imagebart.evaluation.image_sets import SET_FORMS, extract
+from imagebart.evaluation.image_sets import SET_FORMS, extract, set_labels
 from imagebart.evaluation.inception import WEIGHTS_ENV, WEIGHTS_NAME, load_inception
 from imagebart.evaluation.metrics import ReferenceStats, all_metrics
 
@@ -70,6 +70,10 @@ def run(args) -> dict:
         logger.info("wrote reference statistics %s", reference.save(args.save_reference_stats))
     features, logits = extract(network, args.samples, args.n, args.batch_size, device)
     metrics = all_metrics(reference, features, logits)
+    labels = set_labels(args.samples, args.n)
+    if labels is not None and len(labels) == len(logits) and labels.max() < logits.shape[1]:
+        # conditional samples: how often the classifier sees the class they were drawn for
+        metrics["class_accuracy"] = float((logits.argmax(1).numpy() == labels).mean())
     metrics.update(samples=str(args.samples), reference=str(args.reference))
     if args.out:
         Path(args.out).write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
@@ -92,6 +96,8 @@ def table(metrics: dict) -> str:
             ("recall", metrics["recall"])]
     if "inception_score" in metrics:
         rows.append(("IS-like (classifier)", metrics["inception_score"]))
+    if "class_accuracy" in metrics:
+        rows.append(("class accuracy", metrics["class_accuracy"]))
     lines = [f"{metrics['n_samples']} samples vs {metrics['n_reference']} reference, {metrics['features']} features"]
     lines += [f"  {name:<22}{value:10.4f}" for name, value in rows]
     return "\n".join(lines) + "\n"

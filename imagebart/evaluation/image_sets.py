@@ -61,6 +61,21 @@ def _dataset(spec: str):
         raise ValueError(f"{spec}: cannot build its data.params.validation dataset ({err})") from err
 
 
+def set_labels(spec: str, n: Optional[int] = None) -> Optional[np.ndarray]:
+    """The class labels of a generated set, where it records them: ``arr_1`` of an ADM-style .npz, or
+    ``class_label`` in the tokens.npz of a scripts/sample.py folder; None otherwise."""
+    path = Path(spec)
+    source, key = (path / "tokens.npz", "class_label") if path.is_dir() else (path, "arr_1")
+    if source.suffix != ".npz" or not source.is_file():
+        return None
+    try:
+        with np.load(source, allow_pickle=False) as data:
+            labels = data[key] if key in data else None
+    except (OSError, ValueError):
+        return None
+    return None if labels is None else labels[:n].astype(np.int64)
+
+
 def count_images(spec: str) -> int:
     """How many images the set holds."""
     path = Path(spec)

@@ -60,6 +60,26 @@ def test_sample_output_folders_are_read_from_samples(tmp_path):
     assert json.loads(out.read_text())["n_samples"] == 8
 
 
+def test_class_accuracy_of_labelled_samples(tmp_path):
+    """Labels recorded with the samples (ADM arr_1, or a sample folder's tokens.npz) give the class accuracy."""
+    data = DemoScenes(split="validation", length=20)
+    images = np.stack(demo_uint8(20))
+    labels = np.array([data[i]["class_label"] for i in range(20)])
+    wrong = (labels + 1) % 4
+    for name, given in (("right", labels), ("wrong", wrong)):
+        np.savez(tmp_path / f"{name}.npz", arr_0=images, arr_1=given)
+        assert main(["--samples", str(tmp_path / f"{name}.npz"), "--reference", "demo:validation", "--n", "20",
+                     "--out", str(tmp_path / f"{name}.json")]) == 0
+    assert json.loads((tmp_path / "right.json").read_text())["class_accuracy"] >= 0.9
+    assert json.loads((tmp_path / "wrong.json").read_text())["class_accuracy"] <= 0.1
+    run = tmp_path / "run"
+    write_pngs(run / "samples", list(images))
+    (run / "settings.json").write_text("{}")
+    np.savez(run / "tokens.npz", tokens=np.zeros((20, 4)), class_label=labels)
+    assert main(["--samples", str(run), "--reference", "demo:validation", "--out", str(tmp_path / "run.json")]) == 0
+    assert json.loads((tmp_path / "run.json").read_text())["class_accuracy"] >= 0.9
+
+
 @pytest.mark.parametrize("make, extra, message", [
     (lambda p: p, ["--feature_weights", "{tmp}/missing.ckpt"], "missing.ckpt not found; train them with"),
     (lambda p: p, ["--features", "inception", "--inception_weights", "{tmp}/pt.pth"], "Inception weights not found"),
