@@ -2,9 +2,12 @@
 
     python docs/make_figures.py
 
-Writes ``docs/demo_samples.png`` (unconditional samples, x_T -> x_0 rows for a few of them) and
+Writes ``docs/demo_samples.png`` (unconditional samples, x_T -> x_0 rows for a few of them),
 ``docs/demo_editing.png`` (upper-half completion and centre-window inpainting: original | masked
-input | samples), enlarged 4x with nearest-neighbour so the 32x32 pixels stay visible.
+input | samples) and, from the class-conditional chain, ``docs/demo_class_samples.png`` (one row
+per class, without and with guidance) and ``docs/demo_class_editing.png`` (the centre of the same
+images re-generated as each class), enlarged 4x with nearest-neighbour so the 32x32 pixels stay
+visible. ``--only class`` or ``--only unconditional`` redraws one chain's pictures.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from PIL import Image
 from imagebart.data.demo import DemoScenes
 from imagebart.images import make_grid, to_uint8
 from imagebart.sampling.chain import ImageBARTChain
-from imagebart.sampling.editing import edit
+from imagebart.sampling.editing import edit, paste_back
 from imagebart.sampling.masks import grey_out, preset_mask
 
 CONFIG = "configs/sampling/demo.yaml"
+CLASS_CONFIG = "configs/sampling/demo_class.yaml"
+GUIDANCE = 3.0  # the class figures' guidance scale
 ZOOM = 4
 
 
@@ -56,11 +61,46 @@ def editing_figure(chain: ImageBARTChain, out: Path, n_images: int = 4, n_sample
     save(make_grid(torch.stack(tiles), nrow=2 + n_samples, pad_value=1.0), out / "demo_editing.png")
 
 
+def validation_images(n: int) -> torch.Tensor:
+    data = DemoScenes(split="validation", size=32)
+    return torch.stack([torch.from_numpy(data[i]["image"]).permute(2, 0, 1) for i in range(n)])  # (n, 3, 32, 32)
+
+
+def class_samples_figure(chain: ImageBARTChain, out: Path, per_row: int = 8) -> None:
+    """Rows: class 0..C-1 at guidance 1, then the same classes at GUIDANCE."""
+    rows = []
+    for scale in (1.0, GUIDANCE):
+        for label in range(chain.n_classes):
+            rows.append(chain.sample(per_row, class_label=label, guidance_scale=scale,
+                                     generator=chain.make_generator(label)).images)
+    save(make_grid(torch.cat(rows), nrow=per_row, pad_value=1.0), out / "demo_class_samples.png")
+
+
+def class_editing_figure(chain: ImageBARTChain, out: Path, n_images: int = 4) -> None:
+    """Per image: original | masked | the centre re-generated as class 0, 1, ..., C-1 (pasted back)."""
+    mask = preset_mask("centre", 32, 32, 0.5)
+    tiles = []
+    for index, image in enumerate(validation_images(n_images)):
+        batch = image[None].expand(chain.n_classes, -1, -1, -1)
+        result = edit(chain, batch, mask, class_label=list(range(chain.n_classes)), guidance_scale=GUIDANCE,
+                      generator=chain.make_generator(index))
+        tiles += [image, grey_out(image[None], mask)[0], *paste_back(batch, result.images, mask)]
+    save(make_grid(torch.stack(tiles), nrow=2 + chain.n_classes, pad_value=1.0), out / "demo_class_editing.png")
+
+
 def main() -> None:
+    import sys
+
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
     out = Path("docs")
-    chain = ImageBARTChain.from_sampling_config(CONFIG)
-    samples_figure(chain, out)
-    editing_figure(chain, out)
+    if only in (None, "unconditional"):
+        chain = ImageBARTChain.from_sampling_config(CONFIG)
+        samples_figure(chain, out)
+        editing_figure(chain, out)
+    if only in (None, "class"):
+        chain = ImageBARTChain.from_sampling_config(CLASS_CONFIG)
+        class_samples_figure(chain, out)
+        class_editing_figure(chain, out)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Reproduce the shipped demo models from scratch on the built-in demo data (CPU is fine):
-#   1. the demo VQGAN (configs/demo/vqgan.yaml)      -> models/demo/vqgan.ckpt
-#   2. scales 1, 2, 3 of the chain on that VQGAN      -> models/demo/scale{1,2,3}.ckpt (EMA only)
+#   1. the demo VQGAN (configs/demo/vqgan.yaml)                   -> models/demo/vqgan.ckpt
+#   2. scales 1, 2, 3 of the unconditional chain on that VQGAN      -> models/demo/scale{1,2,3}.ckpt
+#   3. scales 1, 2, 3 of the class-conditional chain (cond_drop_prob 0.1, for guidance)
+#                                                                   -> models/demo/class_scale{1,2,3}.ckpt
+# Chain checkpoints hold EMA weights only. Steps per scale: CHAIN_STEPS (default 8000, about 36 min a
+# scale on 2 CPU cores) and CLASS_STEPS (default 2500, about 12 min a scale); the configs' own
+# max_steps (2000) is what `python main.py --base configs/demo/scale1.yaml -t` trains.
 # Extra arguments go to every main.py call, e.g. `bash scripts/train_demo.sh --gpus 0,`.
 # Runs land in logs/demo/; the shipped files are only replaced once every step has succeeded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LOGS=logs/demo
+CHAIN_STEPS=${CHAIN_STEPS:-8000}
+CLASS_STEPS=${CLASS_STEPS:-2500}
 STAGE=$(mktemp -d models/demo-staging.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT
 
@@ -16,11 +23,15 @@ python main.py --base configs/demo/vqgan.yaml -t -l "$LOGS" -n demo_vqgan "$@"
 python scripts/convert_checkpoint.py "$(latest_run demo_vqgan)/checkpoints/last.ckpt" "$STAGE/vqgan.ckpt" \
   --first_stage_only
 
-for scale in 1 2 3; do
-  python main.py --base "configs/demo/scale$scale.yaml" -t -l "$LOGS" -n "demo_scale$scale" \
-    "model.params.first_stage_config.params.ckpt_path=$STAGE/vqgan.ckpt" "$@"
-  python scripts/convert_checkpoint.py "$(latest_run "demo_scale$scale")/checkpoints/last.ckpt" \
-    "$STAGE/scale$scale.ckpt" --ema_only --drop_first_stage
+for chain in scale class_scale; do
+  steps=$CHAIN_STEPS
+  [ "$chain" = class_scale ] && steps=$CLASS_STEPS
+  for t in 1 2 3; do
+    python main.py --base "configs/demo/$chain$t.yaml" -t -l "$LOGS" -n "demo_$chain$t" \
+      "model.params.first_stage_config.params.ckpt_path=$STAGE/vqgan.ckpt" "lightning.trainer.max_steps=$steps" "$@"
+    python scripts/convert_checkpoint.py "$(latest_run "demo_$chain$t")/checkpoints/last.ckpt" \
+      "$STAGE/$chain$t.ckpt" --ema_only --drop_first_stage
+  done
 done
 
 mkdir -p models/demo
