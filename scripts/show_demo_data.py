@@ -1,4 +1,5 @@
-"""Save a grid of DemoScenes pictures as a PNG, to see what the demo models learn from.
+"""Save a grid of DemoScenes pictures as a PNG and print their labels and captions, to see what the demo
+models learn from.
 
     python scripts/show_demo_data.py --out demo_grid.png --n 64 --size 32 --scale 4
 """
@@ -50,6 +51,9 @@ def main():
     print(f"wrote {args.out} ({args.n} pictures, {args.size}px); labels row by row:")
     for r in range(0, len(labels), ncol):
         print("  " + " ".join(f"{l:8s}" for l in labels[r:r + ncol]))
+    print("captions, row by row:")
+    for i, example in enumerate(examples):
+        print(f"  {i // ncol},{i % ncol}: {example['caption']}")
 
 
 if __name__ == "__main__":

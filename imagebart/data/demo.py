@@ -2,12 +2,16 @@
 
 Each picture is one large bold shape (circle, square, triangle or cross) plus up to three small
 ones, in saturated colours on a plain or linear-gradient background. ``class_label`` is the kind
-of the large shape, so the same data serves unconditional and class-conditional demos. Pictures
-are drawn from signed distance functions with one pixel of antialiasing, at any size >= 8.
+of the large shape and ``caption`` says in words what is drawn ("a large orange triangle and a
+small green cross on a pale sky background"), so the same data serves unconditional,
+class-conditional and text-conditional demos. Pictures are drawn from signed distance functions
+with one pixel of antialiasing, at any size >= 8.
 
 Every picture is a pure function of (seed, split, index): its random numbers come from a numpy
 Generator seeded with those three numbers, so any worker draws the same picture for an index, and
 the train and validation splits (different split numbers in the seed) are independent streams.
+The caption's phrasing (one of :data:`PHRASINGS`) comes from a second stream of the same numbers,
+so captions never change the pictures.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ BACKGROUND_COLOURS = np.array([
     [0.27, 0.15, 0.27],  # dark plum
     [0.74, 0.86, 0.94],  # pale sky
 ], dtype=np.float64)
+SHAPE_COLOUR_NAMES = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "magenta", "white")
+BACKGROUND_NAMES = ("navy", "charcoal", "cream", "light grey", "dark teal", "sand", "dark plum", "pale sky")
 MIN_CONTRAST = 0.45  # Euclidean RGB distance between a shape colour and the background under it
 
 
@@ -97,11 +103,53 @@ class Shape(NamedTuple):
     colour: int
 
 
+class Background(NamedTuple):
+    """The background: one colour (``second`` None) or a gradient between two (indices into BACKGROUND_COLOURS)."""
+
+    first: int
+    second: int | None
+
+
+# captions: the large shape, then the small ones in drawing order, then the background
+PHRASINGS = (
+    "{large}{small} on {background}",
+    "{background} with {large}{small}",
+    "{large} on {background}{small_with}",
+)
+_CAPTION_SALT = 0xCA97  # the phrasing stream, apart from the drawing stream
+
+
+def _shape_words(shape: Shape, size: str) -> str:
+    return f"a {size} {SHAPE_COLOUR_NAMES[shape.colour]} {KINDS[shape.kind][0]}"
+
+
+def _background_words(background: Background) -> str:
+    if background.second is None:
+        return f"a {BACKGROUND_NAMES[background.first]} background"
+    return f"a {BACKGROUND_NAMES[background.first]} to {BACKGROUND_NAMES[background.second]} gradient"
+
+
+def _join(items: list) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def describe(shapes: list, background: Background, phrasing: int = 0) -> str:
+    """A caption of a scene: its large shape, the small ones and the background, in words."""
+    large = _shape_words(shapes[0], "large")
+    small = [_shape_words(s, "small") for s in shapes[1:]]
+    words = {"large": large, "background": _background_words(background),
+             "small": (", " if len(small) > 1 else " and ") + _join(small) if small else "",
+             "small_with": f", with {_join(small)}" if small else ""}
+    if phrasing == 0 and len(small) > 1:  # "a large X, a small Y and a small Z on ..."
+        words["small"] = ", " + _join(small)
+    return PHRASINGS[phrasing].format(**words)
+
+
 class DemoScenes(Dataset):
     """Bold coloured shapes on plain or gradient backgrounds; ``class_label`` = kind of the largest.
 
     Items: ``image`` float32 (size, size, 3) in [-1, 1], ``class_label`` int in
-    0..len(class_names)-1 and ``human_label`` (the kind's name).
+    0..len(class_names)-1, ``human_label`` (the kind's name) and ``caption`` (see :func:`describe`).
     """
 
     class_names = tuple(name for name, _, _ in KINDS)
@@ -130,12 +178,14 @@ class DemoScenes(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not -self.length <= index < self.length:
             raise IndexError(f"index {index} out of range for DemoScenes of length {self.length}")
-        image, shapes = self.draw(self.rng(int(index) % self.length))
+        index = int(index) % self.length
+        image, shapes, background = self.draw_scene(self.rng(index))
         label = shapes[0].kind
         return {
             "image": (image * 2.0 - 1.0).astype(np.float32),
             "class_label": label,
             "human_label": self.class_names[label],
+            "caption": describe(shapes, background, self.phrasing(index)),
         }
 
     # drawing
@@ -144,9 +194,17 @@ class DemoScenes(Dataset):
         """The generator that draws picture ``index``: a pure function of (seed, split, index)."""
         return np.random.default_rng([_SALT, self.seed, SPLITS[self.split], index])
 
+    def phrasing(self, index: int) -> int:
+        """Which of :data:`PHRASINGS` picture ``index``'s caption uses (its own stream: pictures stay put)."""
+        return int(np.random.default_rng([_CAPTION_SALT, self.seed, SPLITS[self.split], index]).integers(len(PHRASINGS)))
+
     def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, list[Shape]]:
         """One picture in [0, 1], (H, W, 3), and its shapes (the large one first)."""
-        canvas = self._background(rng)
+        return self.draw_scene(rng)[:2]
+
+    def draw_scene(self, rng: np.random.Generator) -> tuple[np.ndarray, list[Shape], Background]:
+        """One picture in [0, 1], (H, W, 3), its shapes (the large one first) and its background."""
+        canvas, background = self._background(rng)
         # the large shape first, then 0-3 small ones on top, preferably beside it
         kind = int(rng.integers(len(KINDS)))
         r_big = rng.uniform(0.2, 0.32)
@@ -163,7 +221,7 @@ class DemoScenes(Dataset):
                     break
             used = [s.colour for s in shapes]
             shapes.append(Shape(kind, centre, r, self._paint(canvas, kind, centre, r, rng, used)))
-        return np.clip(canvas, 0.0, 1.0), shapes
+        return np.clip(canvas, 0.0, 1.0), shapes, background
 
     @staticmethod
     def _place(rng, extent, margin) -> np.ndarray:
@@ -171,18 +229,20 @@ class DemoScenes(Dataset):
         low = min(margin + extent, 0.5)
         return rng.uniform(low, 1.0 - low, size=2)
 
-    def _background(self, rng) -> np.ndarray:
-        first = BACKGROUND_COLOURS[rng.integers(len(BACKGROUND_COLOURS))]
+    def _background(self, rng) -> tuple[np.ndarray, Background]:
+        index = int(rng.integers(len(BACKGROUND_COLOURS)))
+        first = BACKGROUND_COLOURS[index]
         if rng.random() < 0.5:
-            return np.broadcast_to(first, (self.size, self.size, 3)).copy()
+            return np.broadcast_to(first, (self.size, self.size, 3)).copy(), Background(index, None)
         # linear gradient towards a second, different background colour, in a random direction
-        others = [c for c in BACKGROUND_COLOURS if not np.array_equal(c, first)]
-        second = others[rng.integers(len(others))]
+        others = [i for i in range(len(BACKGROUND_COLOURS)) if i != index]
+        second_index = others[int(rng.integers(len(others)))]
+        second = BACKGROUND_COLOURS[second_index]
         angle = rng.uniform(0.0, 2.0 * np.pi)
         direction = np.array([np.cos(angle), np.sin(angle)])
         s = (self._grid - 0.5) @ direction / np.abs(direction).sum()  # (H, W) in [-0.5, 0.5]
         s = np.clip(s + 0.5, 0.0, 1.0)[..., None]  # 0 at one corner/edge, 1 at the opposite
-        return (1.0 - s) * first + s * second
+        return (1.0 - s) * first + s * second, Background(index, second_index)
 
     def coverage(self, kind, centre, r) -> np.ndarray:
         """Fraction of each pixel a shape covers, (H, W) in [0, 1] (1-pixel antialiasing)."""

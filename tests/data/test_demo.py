@@ -141,3 +141,32 @@ def test_batches_through_a_dataloader_with_workers():
     assert batch["image"].shape == (8, 16, 16, 3)
     assert batch["class_label"].tolist() == [data[i]["class_label"] for i in range(8)]
     np.testing.assert_array_equal(batch["image"][5].numpy(), data[5]["image"])
+
+
+def test_captions_say_what_is_drawn():
+    from imagebart.data.demo import BACKGROUND_NAMES, PHRASINGS, SHAPE_COLOUR_NAMES
+
+    data = DemoScenes(split="validation", length=200)
+    phrasings = set()
+    for i in range(len(data)):
+        _, shapes, background = data.draw_scene(data.rng(i))
+        caption = data[i]["caption"]
+        large = f"a large {SHAPE_COLOUR_NAMES[shapes[0].colour]} {KINDS[shapes[0].kind][0]}"
+        assert large in caption, (i, caption)
+        assert caption.count("a small ") == len(shapes) - 1
+        for s in shapes[1:]:
+            assert f"a small {SHAPE_COLOUR_NAMES[s.colour]} {KINDS[s.kind][0]}" in caption
+        assert BACKGROUND_NAMES[background.first] in caption
+        if background.second is not None:
+            assert f"{BACKGROUND_NAMES[background.first]} to {BACKGROUND_NAMES[background.second]} gradient" in caption
+        phrasings.add(data.phrasing(i))
+        assert caption == DemoScenes(split="validation", length=200)[i]["caption"]  # deterministic
+    assert phrasings == set(range(len(PHRASINGS)))
+
+
+def test_captions_through_a_dataloader():
+    from torch.utils.data import DataLoader
+
+    data = DemoScenes(size=16, length=4)
+    batch = next(iter(DataLoader(data, batch_size=4)))
+    assert batch["caption"] == [data[i]["caption"] for i in range(4)]
