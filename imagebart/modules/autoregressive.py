@@ -10,6 +10,8 @@ so the encoder-decoder (condition ``[t, (cond…), x_t]``) and the decoder-only 
 Classifier-free guidance: given ``uncond_condition`` (the same input with the null condition),
 the conditional and unconditional rows run as one batch of 2B (one KV cache holds both
 branches), and each position samples from l_u + s·(l_c - l_u), s = ``guidance_scale``.
+``condition_mask`` (and ``uncond_mask``), (B, C) bool, mark padding in a condition (False), e.g.
+the padded caption tokens of a text-conditional chain; no position attends to it.
 
 Legend: B batch, L tokens per image, K codes.
 """
@@ -58,7 +60,8 @@ def sample_tokens(network, condition: torch.Tensor, steps: int, temperature: flo
                   top_k: Optional[int] = None, guide: Optional[torch.Tensor] = None, greedy: bool = False,
                   use_cache: bool = True, generator: Optional[torch.Generator] = None,
                   callback: Optional[Callable[[int], None]] = None, return_logits: bool = False,
-                  uncond_condition: Optional[torch.Tensor] = None, guidance_scale: float = 1.0):
+                  uncond_condition: Optional[torch.Tensor] = None, guidance_scale: float = 1.0,
+                  condition_mask: Optional[torch.Tensor] = None, uncond_mask: Optional[torch.Tensor] = None):
     """Sample ``steps`` tokens (B, steps) given ``condition`` (B, C); optionally the logits (B, steps, K)."""
     guided = uncond_condition is not None
     both = (lambda x: torch.cat((x, x))) if guided else (lambda x: x)  # feed both branches the same tokens
@@ -67,15 +70,20 @@ def sample_tokens(network, condition: torch.Tensor, steps: int, temperature: flo
             raise ValueError(f"uncond_condition {tuple(uncond_condition.shape)} must match condition "
                              f"{tuple(condition.shape)}")
         condition = torch.cat((condition, uncond_condition))  # (2B, C): conditional rows first
+        if condition_mask is not None or uncond_mask is not None:
+            full = condition.new_ones(uncond_condition.shape, dtype=torch.bool)
+            condition_mask = torch.cat((full if condition_mask is None else condition_mask,
+                                        full if uncond_mask is None else uncond_mask))  # (2B, C)
+    masked = {} if condition_mask is None else {"condition_mask": condition_mask.bool()}
     tokens = condition.new_zeros((len(condition) // (2 if guided else 1), 0))  # (B, 0) sampled so far
     new, cache, all_logits = tokens, None, []
     for i in range(steps):
         if callback is not None:
             callback(i)
         if use_cache:
-            logits, cache = network.decode_step(condition, both(new), cache)  # (B or 2B, m, K)
+            logits, cache = network.decode_step(condition, both(new), cache, **masked)  # (B or 2B, m, K)
         else:  # the whole prefix again; the appended placeholder is never read (causal)
-            logits = network.teacher_forced(condition, F.pad(both(tokens), (0, 1)))  # (B or 2B, i+1, K)
+            logits = network.teacher_forced(condition, F.pad(both(tokens), (0, 1)), **masked)  # (B or 2B, i+1, K)
         logits = logits[:, -1]  # (B or 2B, K) for position i
         if guided:
             logits = guided_logits(*logits.chunk(2), guidance_scale)  # (B, K)

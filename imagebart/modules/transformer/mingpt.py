@@ -38,6 +38,20 @@ def attention_mask(block_size: int, n_unmasked: int = 0) -> torch.Tensor:
     return mask.view(1, 1, block_size, block_size)
 
 
+def _key_mask(condition_mask: torch.Tensor | None, length: int) -> torch.Tensor | None:
+    """(b, length) keys that may be attended to: the prefix's mask, then every later position.
+
+    The prefix's last position predicts the first token, so it must be visible: conditioners pad
+    on the left (``[T, pad…, tokens…]``)."""
+    if condition_mask is None:
+        return None
+    if not bool(condition_mask[:, -1].all()):
+        raise ValueError("the last position of a decoder-only prefix predicts the first token and cannot be "
+                         "padding: pad conditions on the left")
+    rest = condition_mask.new_ones(condition_mask.shape[0], length - condition_mask.shape[1])
+    return torch.cat((condition_mask.bool(), rest), dim=1)
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head masked self-attention with a projection at the end (biases everywhere)."""
 
@@ -61,11 +75,12 @@ class CausalSelfAttention(nn.Module):
         b, n, c = x.shape
         return x.view(b, n, self.n_head, c // self.n_head).transpose(1, 2)  # (b, h, n, e)
 
-    def forward(self, x: torch.Tensor, layer_past: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, layer_past: torch.Tensor | None = None,
+                key_mask: torch.Tensor | None = None):
         """Attention output for ``x`` (b, n, c) and this call's K/V ``present`` (2, b, h, n, e).
 
         With ``layer_past`` (2, b, h, p, e) the n new positions are p..p+n-1 and attend to the
-        cached ones as well.
+        cached ones as well. ``key_mask`` (b, p+n) bool: False at padding, which nothing attends to.
         """
         b, n, c = x.shape
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
@@ -77,10 +92,13 @@ class CausalSelfAttention(nn.Module):
             v = torch.cat((layer_past[1], v), dim=-2)
         attn_mask, is_causal = None, False
         if n > 1:  # a single new query may see every cached position anyway
-            if past_len == 0 and self.n_unmasked == 0:
+            if past_len == 0 and self.n_unmasked == 0 and key_mask is None:
                 is_causal = True
             else:
                 attn_mask = self.mask[0, 0, past_len:past_len + n, :past_len + n].bool()  # (n, p+n)
+        if key_mask is not None:
+            keys = key_mask[:, None, None, :]  # (b, 1, 1, p+n)
+            attn_mask = keys if attn_mask is None else attn_mask & keys  # (b, 1, n, p+n)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, is_causal=is_causal,
             dropout_p=self.attn_pdrop if self.training else 0.0,
@@ -106,8 +124,9 @@ class Block(nn.Module):
             nn.Dropout(resid_pdrop),
         )
 
-    def forward(self, x: torch.Tensor, layer_past: torch.Tensor | None = None):
-        attn, present = self.attn(self.ln1(x), layer_past=layer_past)
+    def forward(self, x: torch.Tensor, layer_past: torch.Tensor | None = None,
+                key_mask: torch.Tensor | None = None):
+        attn, present = self.attn(self.ln1(x), layer_past=layer_past, key_mask=key_mask)
         x = x + attn
         x = x + self.mlp(self.ln2(x))
         return x, present
@@ -172,17 +191,24 @@ class GPT(nn.Module):
             raise ValueError(f"transformer_config.params.block_size={self.block_size} cannot hold "
                              f"[T, cond x{n_cond}, x_(T-1)[:-1]] = {n_cond + length} tokens")
 
-    def teacher_forced(self, condition: torch.Tensor, x_prev: torch.Tensor) -> torch.Tensor:
-        """Logits (b, n, k): position j predicts x_prev[:, j] from the prefix and x_prev[:, :j]."""
-        logits, _ = self(torch.cat((condition, x_prev), dim=1)[:, :-1])  # (b, C+n-1, k)
+    def teacher_forced(self, condition: torch.Tensor, x_prev: torch.Tensor,
+                       condition_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (b, n, k): position j predicts x_prev[:, j] from the prefix and x_prev[:, :j].
+        ``condition_mask`` (b, C) bool: False at padding in the prefix, which nothing attends to."""
+        idx = torch.cat((condition, x_prev), dim=1)[:, :-1]  # (b, C+n-1)
+        logits, _ = self(idx, key_mask=_key_mask(condition_mask, idx.shape[1]))
         return logits[:, condition.shape[1] - 1:]
 
     @torch.no_grad()
-    def decode_step(self, condition: torch.Tensor, new: torch.Tensor, cache: torch.Tensor | None = None):
+    def decode_step(self, condition: torch.Tensor, new: torch.Tensor, cache: torch.Tensor | None = None,
+                    condition_mask: torch.Tensor | None = None):
         """Logits (b, m, k) for the inputs fed now (the prefix and ``new`` on the first call,
-        ``new`` after that) and the extended K/V cache (n_layer, 2, b, h, n, e)."""
+        ``new`` after that) and the extended K/V cache (n_layer, 2, b, h, n, e).
+        ``condition_mask`` (b, C) bool, the same at every call: False at padding in the prefix."""
         idx = torch.cat((condition, new), dim=1) if cache is None else new
-        logits, _, present = self.forward_with_past(idx, past=cache)
+        cached = 0 if cache is None else cache.shape[-2]
+        logits, _, present = self.forward_with_past(idx, past=cache,
+                                                    key_mask=_key_mask(condition_mask, cached + idx.shape[1]))
         cache = present if cache is None else torch.cat((cache, present), dim=-2)
         return logits, cache
 
@@ -215,17 +241,17 @@ class GPT(nn.Module):
         return logits, loss
 
     def forward(self, idx: torch.Tensor, embeddings: torch.Tensor | None = None,
-                targets: torch.Tensor | None = None):
+                targets: torch.Tensor | None = None, key_mask: torch.Tensor | None = None):
         """``(logits (b, n, vocab_size), loss or None)``; logit i predicts token i+1."""
         x = self._embed(idx, embeddings, 0)
         for block in self.blocks:
-            x, _ = block(x)
+            x, _ = block(x, key_mask=key_mask)
         return self._head(x, targets)
 
     def forward_with_past(self, idx: torch.Tensor, embeddings: torch.Tensor | None = None,
                           targets: torch.Tensor | None = None,
                           past: torch.Tensor | Sequence[torch.Tensor] | None = None,
-                          past_length: int | None = None):
+                          past_length: int | None = None, key_mask: torch.Tensor | None = None):
         """Incremental decoding: ``(logits for the new positions, loss, presents)``.
 
         ``past``: the ``presents`` of earlier calls, one tensor (n_layer, 2, b, h, p, e) or a
@@ -248,7 +274,7 @@ class GPT(nn.Module):
         x = self._embed(idx, embeddings, cached)
         presents = []
         for i, block in enumerate(self.blocks):
-            x, present = block(x, layer_past=None if past is None else past[i])
+            x, present = block(x, layer_past=None if past is None else past[i], key_mask=key_mask)
             presents.append(present)
         logits, loss = self._head(x, targets)
         return logits, loss, torch.stack(presents)  # presents: (n_layer, 2, b, h, n, e)

@@ -185,11 +185,13 @@ class XTransformer(nn.Module):
             raise ValueError(f"transformer_config.params.dec_max_seq_len={self.decoder.max_seq_len} is shorter "
                              f"than L={length} tokens per image")
 
-    def teacher_forced(self, condition: torch.Tensor, x_prev: torch.Tensor) -> torch.Tensor:
-        """Logits (b, n, k): position j predicts x_prev[:, j] from ``condition`` and x_prev[:, :j]."""
+    def teacher_forced(self, condition: torch.Tensor, x_prev: torch.Tensor,
+                       condition_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (b, n, k): position j predicts x_prev[:, j] from ``condition`` and x_prev[:, :j].
+        ``condition_mask`` (b, s) bool: False at padding, which no position attends to."""
         sos = torch.full_like(x_prev[:, :1], self.sos_token)
         tgt = torch.cat((sos, x_prev), dim=1)[:, :-1]  # [sos, x_prev[:-1]]
-        logits, _ = self(condition, tgt)
+        logits, _ = self(condition, tgt, src_mask=condition_mask)
         return logits
 
     # full pass
@@ -216,15 +218,16 @@ class XTransformer(nn.Module):
 
     @torch.no_grad()
     def decode_step(self, condition: torch.Tensor, new: torch.Tensor,
-                    cache: EncoderDecoderCache | None = None):
+                    cache: EncoderDecoderCache | None = None, condition_mask: torch.Tensor | None = None):
         """Logits (b, m, k) for the decoder inputs fed now, and the extended cache.
 
         The first call (``cache=None``) encodes ``condition`` and feeds ``[sos, *new]``; later
         calls feed the tokens ``new`` (b, m) sampled since. The last logits predict the next
         token. Self-attention K/V are cached; cross-attention K/V are computed once and reused.
+        ``condition_mask`` (b, s) bool, the same at every call: False at padding.
         """
         if cache is None:
-            context = self.encode(condition)  # (b, s, d), once per scale
+            context = self.encode(condition, condition_mask)  # (b, s, d), once per scale
             tgt = torch.cat((torch.full_like(condition[:, :1], self.sos_token), new), dim=1)
             offset, layers, extra = 0, None, {}
         else:
@@ -235,8 +238,8 @@ class XTransformer(nn.Module):
                 f"decoder positions {offset}..{offset + tgt.shape[1] - 1} exceed "
                 f"dec_max_seq_len={self.decoder.max_seq_len}"
             )
-        logits, layers = self.decoder(tgt, context=context, cache=layers, return_intermediates=True,
-                                      **extra)  # (b, m, k)
+        logits, layers = self.decoder(tgt, context=context, context_mask=condition_mask, cache=layers,
+                                      return_intermediates=True, **extra)  # (b, m, k)
         return self.add_residual(logits, condition, offset), EncoderDecoderCache(context, layers)
 
 
