@@ -125,6 +125,7 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
         n_classes = getattr(self.conditioner, "n_classes", None) or 0
         if self.cond_drop_prob > 0:
             n_classes = self.conditioner.null_token + 1  # classes and the null token
+        n_classes = getattr(self.conditioner, "vocabulary_needed", n_classes)  # caption tokens
         in_key, out_key = net.vocabulary_keys
         if net.output_vocabulary != k:
             raise ValueError(f"transformer_config.params.{out_key}={net.output_vocabulary} must equal the first "
@@ -134,7 +135,7 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
                              f"classes={n_classes}, n_scales+1={self.n_scales + 1}): scale, class and code tokens "
                              "share the input vocabulary" + (" (classes count the null token of cond_drop_prob)"
                                                               if self.cond_drop_prob > 0 else ""))
-        net.check_fits(self.tokens_per_image, 0 if self.conditioner is None else 1)
+        net.check_fits(self.tokens_per_image, getattr(self.conditioner, "condition_length", 0 if self.conditioner is None else 1))
         if not net.reads_x_t:
             if self.single_scale != self.n_scales:
                 raise ValueError(f"a decoder-only network models the last scale only: single_scale must equal "
@@ -150,7 +151,9 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
                 "alphas_cumprod": [round(a, 6) for a in self.schedule.alphas_cumprod.tolist()],
                 "num_codes": self.num_codes, "latent_shape": list(self.latent_shape),
                 "conditional": self.conditioner is not None, "network": self.network_config,
-                **({"cond_drop_prob": self.cond_drop_prob} if self.cond_drop_prob > 0 else {})}
+                **({"cond_drop_prob": self.cond_drop_prob} if self.cond_drop_prob > 0 else {}),
+                **({"tokenizer_sha256": self.conditioner.tokenizer_sha256} if hasattr(self.conditioner, "tokenizer_sha256")
+                   else {})}
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint[RECORD_KEY] = make_record(checkpoint["state_dict"], self.hparams_record())
@@ -244,6 +247,14 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
         parts = [t.reshape(-1, 1).to(x_t)] + ([] if cond is None else [cond.to(x_t)])
         return torch.cat(parts + ([x_t] if self.transformer.reads_x_t else []), dim=1)
 
+    def network_mask(self, cond) -> Optional[torch.Tensor]:
+        """(B, S) False at padding of :meth:`network_condition`'s input (caption tokens), else None."""
+        if cond is None or not hasattr(self.conditioner, "condition_mask"):
+            return None
+        mask = self.conditioner.condition_mask(cond)  # (B, C)
+        ones = mask.new_ones(mask.shape[0], 1 + (self.tokens_per_image if self.transformer.reads_x_t else 0))
+        return torch.cat((ones[:, :1], mask, ones[:, 1:]), dim=1)
+
     # training
 
     def draw_scales(self, batch_size: int, device, force_random: bool = False) -> torch.Tensor:
@@ -269,7 +280,7 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
         if self.training and self.cond_drop_prob > 0:  # classifier-free guidance learns p(x_{t-1} | x_t) too
             cond = drop_condition(cond, self.conditioner.null_condition(len(cond), cond.device), self.cond_drop_prob)
         logits = self.transformer.teacher_forced(self.network_condition(example.x_t, example.t, cond),
-                                                 example.x_prev)  # (B, L, K)
+                                                 example.x_prev, condition_mask=self.network_mask(cond))  # (B, L, K)
         loss, parts = denoising_loss(logits, example.x_prev, example.posterior, self.alpha)
         log = {f"{split}/loss": loss.detach(), f"{split}/loss_hard": parts["loss_hard"],
                f"{split}/loss_soft": parts["loss_soft"]}
@@ -333,15 +344,17 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
         ``top_k`` is used as given (None: no filtering); :meth:`resolve_top_k` gives the config's.
         ``guidance_scale`` s != 1: classifier-free guidance (s = 0 runs the unconditional branch alone)."""
         steps = self.tokens_per_image if steps is None else steps
-        condition, uncond = self.network_condition(x_t, t, cond), None
+        first, second = cond, None  # the conditional input, and (guided) the null one
         if guidance_scale != 1:
             self.check_guidance()
             null = self.conditioner.null_condition(len(x_t), x_t.device)  # (B, C)
-            condition, uncond = (self.network_condition(x_t, t, null), None) if guidance_scale == 0 else \
-                (condition, self.network_condition(x_t, t, null))
-        return sample_tokens(self.transformer, condition, steps, temperature=temperature, top_k=top_k,
-                             guide=guide, use_cache=use_cache, generator=generator, callback=callback,
-                             uncond_condition=uncond, guidance_scale=float(guidance_scale))
+            first, second = (null, None) if guidance_scale == 0 else (cond, null)
+        uncond = None if second is None else self.network_condition(x_t, t, second)
+        return sample_tokens(self.transformer, self.network_condition(x_t, t, first), steps, temperature=temperature,
+                             top_k=top_k, guide=guide, use_cache=use_cache, generator=generator, callback=callback,
+                             uncond_condition=uncond, guidance_scale=float(guidance_scale),
+                             condition_mask=self.network_mask(first),
+                             uncond_mask=None if second is None else self.network_mask(second))
 
     @torch.no_grad()
     def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -60,9 +60,9 @@ def test_training_feeds_the_null_token_at_the_drop_rate(guided_denoisers):
     seen = []
     real = model.transformer.teacher_forced
 
-    def recording(condition, x_prev):
+    def recording(condition, x_prev, **kwargs):
         seen.append(condition[:, 1].clone())  # [t, class, x_t]: the class token
-        return real(condition, x_prev)
+        return real(condition, x_prev, **kwargs)
 
     model.transformer.teacher_forced = recording
     try:
