@@ -22,6 +22,7 @@ setup(
         "pillow",
         "pyyaml",
         "streamlit>=1.40",
+        "tokenizers>=0.19",
         "tqdm",
     ],
     extras_require={

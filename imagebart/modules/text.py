@@ -29,17 +29,19 @@ logger = logging.getLogger(__name__)
 
 PAD, UNK, NULL = "[PAD]", "[UNK]", "[NULL]"
 SPECIAL_TOKENS = (PAD, UNK, NULL)  # ids 0, 1, 2 in every tokenizer trained here
+WORD_END = "</w>"  # BPE marks the last piece of a word, so decoding restores the spaces
 
 
 def train_tokenizer(captions: Iterable[str], vocab_size: int = 1000):
     """A lower-casing BPE tokenizer over whitespace/punctuation-split words of ``captions``."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK, end_of_word_suffix=WORD_END))
     tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.decoder = decoders.BPEDecoder()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+    tokenizer.decoder = decoders.BPEDecoder(suffix=WORD_END)  # word ends become spaces again
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False,
+                                  end_of_word_suffix=WORD_END)
     tokenizer.train_from_iterator(captions, trainer)
     return tokenizer
 

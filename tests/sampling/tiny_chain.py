@@ -24,6 +24,24 @@ SIDE = 4  # latent grid side
 L = SIDE * SIDE
 N_CLASSES = 10
 IMAGE_SIZE = 16
+CAPTIONS = ("a red circle", "a blue square on a dark background", "a large green cross", "two small triangles",
+            "a yellow circle and a white square", "a cross on a light background")
+CAPTION_LENGTH = 8  # max_length of the tiny text conditioner
+
+
+def write_tokenizer(folder: Path) -> Path:
+    """A BPE tokenizer trained on CAPTIONS (whole words), as scripts/train_tokenizer.py writes it."""
+    from imagebart.modules.text import train_tokenizer
+
+    path = Path(folder) / "tokenizer.json"
+    train_tokenizer(list(CAPTIONS) * 4, vocab_size=120).save(str(path))
+    return path
+
+
+def tokenizer_size(path) -> int:
+    from imagebart.modules.text import load_tokenizer
+
+    return load_tokenizer(path).get_vocab_size()
 
 
 def write_remap(folder: Path) -> Path:
@@ -49,9 +67,10 @@ def first_stage_config(remap) -> dict:
     }
 
 
-def xtransformer_config(residual: bool, conditional: bool) -> dict:
-    n_cond = 1 if conditional else 0
-    params = {"wrap_decoder": False, "dim": 32, "enc_num_tokens": max(K, N_CLASSES), "enc_depth": 1,
+def xtransformer_config(residual: bool, conditional: bool, n_cond: int = None, vocabulary: int = None) -> dict:
+    n_cond = (1 if conditional else 0) if n_cond is None else n_cond
+    vocabulary = max(K, N_CLASSES) if vocabulary is None else vocabulary
+    params = {"wrap_decoder": False, "dim": 32, "enc_num_tokens": vocabulary, "enc_depth": 1,
               "enc_heads": 2, "enc_attn_dim_head": 16, "enc_max_seq_len": 1 + n_cond + L,
               "dec_num_tokens": K, "dec_depth": 2, "dec_heads": 2, "dec_attn_dim_head": 16,
               "dec_max_seq_len": L, "tie_token_emb": False}
@@ -62,25 +81,35 @@ def xtransformer_config(residual: bool, conditional: bool) -> dict:
     return {"target": "imagebart.modules.xtransformers.x_transformer.XTransformer", "params": params}
 
 
-def gpt_config(conditional: bool) -> dict:
-    n_cond = 1 if conditional else 0
+def gpt_config(conditional: bool, n_cond: int = None, vocabulary: int = None) -> dict:
+    n_cond = (1 if conditional else 0) if n_cond is None else n_cond
+    vocabulary = max(K, N_CLASSES) if vocabulary is None else vocabulary
     return {"target": "imagebart.modules.transformer.mingpt.GPT",
-            "params": {"vocab_size": K, "input_vocab_size": max(K, N_CLASSES), "block_size": n_cond + L,
+            "params": {"vocab_size": K, "input_vocab_size": vocabulary, "block_size": n_cond + L,
                        "n_layer": 2, "n_head": 2, "n_embd": 32}}
 
 
-def denoiser_config(scale: int, kind: str, remap, conditional: bool = False, cond_drop_prob: float = 0.0) -> dict:
+def denoiser_config(scale: int, kind: str, remap, conditional: bool = False, cond_drop_prob: float = 0.0,
+                    tokenizer=None) -> dict:
     """``{"model": ...}`` for one scale; kind is "plain", "residual" (encoder-decoder) or "gpt".
 
     ``remap``: the .npy of :func:`write_remap` (K = 40 used codes). ``cond_drop_prob`` > 0: trained
-    for classifier-free guidance (the null class token is N_CLASSES).
+    for classifier-free guidance (the null class token is N_CLASSES). ``tokenizer`` (a file from
+    :func:`write_tokenizer`): text-conditional on ``caption``, CAPTION_LENGTH tokens offset by K.
     """
-    transformer = gpt_config(conditional) if kind == "gpt" else xtransformer_config(kind == "residual",
-                                                                                   conditional)
+    n_cond, vocabulary = (CAPTION_LENGTH, K + tokenizer_size(tokenizer)) if tokenizer else (None, None)
+    conditional = conditional or tokenizer is not None
+    transformer = gpt_config(conditional, n_cond, vocabulary) if kind == "gpt" else \
+        xtransformer_config(kind == "residual", conditional, n_cond, vocabulary)
     params = {"first_stage_key": "image", "n_scales": T, "single_scale": scale, "top_k": K,
               "alpha": 0.0 if scale == 1 else 1.0, "redraw_prob": "geometric", "use_ema": True,
               "transformer_config": transformer, "first_stage_config": first_stage_config(remap)}
-    if conditional:
+    if tokenizer:
+        params["conditioner_key"] = "caption"
+        params["conditioner_config"] = {"target": "imagebart.modules.text.TextProvider",
+                                        "params": {"tokenizer": str(tokenizer), "max_length": CAPTION_LENGTH,
+                                                   "offset": K}}
+    elif conditional:
         params["conditioner_config"] = {"target": "imagebart.util.ClassProvider",
                                         "params": {"key": "class_label", "n_classes": N_CLASSES}}
     if cond_drop_prob:
@@ -120,7 +149,7 @@ CHAIN_KINDS = ("residual", "plain", "gpt")  # scale 1, 2, 3
 
 
 def write_chain(folder: Path, conditional: bool = False, ema_offset: float = 0.5,
-                first_stage_in_checkpoints: bool = True, cond_drop_prob: float = 0.0) -> Path:
+                first_stage_in_checkpoints: bool = True, cond_drop_prob: float = 0.0, text: bool = False) -> Path:
     """Write checkpoints, per-scale YAML configs and a sampling config; return the latter's path.
 
     Every scale carries the same first stage (as when all were trained on one VQGAN), unless
@@ -130,10 +159,11 @@ def write_chain(folder: Path, conditional: bool = False, ema_offset: float = 0.5
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     remap = write_remap(folder)
+    tokenizer = write_tokenizer(folder) if text else None
     first_stage_sd = None
     checkpoints, configs = [], []
     for scale, kind in enumerate(CHAIN_KINDS, start=1):
-        config = denoiser_config(scale, kind, remap, conditional, cond_drop_prob)
+        config = denoiser_config(scale, kind, remap, conditional, cond_drop_prob, tokenizer)
         model = build_denoiser(config, seed=scale, ema_offset=ema_offset)
         if first_stage_sd is None:
             first_stage_sd = model.first_stage_model.state_dict()
