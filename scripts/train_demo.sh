@@ -5,7 +5,7 @@
 #   3. scales 1, 2, 3 of the class-conditional chain (cond_drop_prob 0.1, for guidance)
 #                                                                   -> models/demo/class_scale{1,2,3}.ckpt
 # Chain checkpoints hold EMA weights only. Steps per scale: CHAIN_STEPS (default 8000, about 36 min a
-# scale on 2 CPU cores) and CLASS_STEPS (default 2500, about 12 min a scale); the configs' own
+# scale on 2 CPU cores) and CLASS_STEPS (default 2000, about 10 min a scale); the configs' own
 # max_steps (2000) is what `python main.py --base configs/demo/scale1.yaml -t` trains.
 # Extra arguments go to every main.py call, e.g. `bash scripts/train_demo.sh --gpus 0,`.
 # Runs land in logs/demo/; the shipped files are only replaced once every step has succeeded.
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 LOGS=logs/demo
 CHAIN_STEPS=${CHAIN_STEPS:-8000}
-CLASS_STEPS=${CLASS_STEPS:-2500}
+CLASS_STEPS=${CLASS_STEPS:-2000}
 STAGE=$(mktemp -d models/demo-staging.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT
 

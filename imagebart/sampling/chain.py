@@ -22,6 +22,7 @@ import torch
 
 from imagebart.loading import load_denoiser
 from imagebart.modules.conditioners import ClassProvider
+from imagebart.modules.text import TextProvider
 from imagebart.sampling.config import SamplingConfig, load_sampling_config
 from imagebart.util import check_positive_int, default_device, is_integer, is_number
 
@@ -39,6 +40,7 @@ class SampleResult:
     images: torch.Tensor  # decoded x_0 (B, 3, H, W) in [-1, 1]
     intermediates: Optional[list] = None  # [x_T, x_{T-1}, ..., x_0], each (B, L), when asked
     class_label: Optional[torch.Tensor] = None  # (B,) labels used (conditional chains)
+    caption: Optional[list] = None  # the B captions used (text-conditional chains)
 
 
 # devices
@@ -92,6 +94,11 @@ def _check_guidance_scale(value):
     if not is_number(value) or not value >= 0:
         raise ValueError(f"guidance_scale values must be numbers >= 0 (1: plain conditional sampling), got {value!r}")
     return float(value)
+
+
+def _text_setup(model) -> tuple:
+    c = model.conditioner
+    return c.tokenizer_sha256, c.max_length, c.offset
 
 
 # the chain
@@ -154,11 +161,15 @@ class ImageBARTChain:
                 raise ValueError(f"{source}: K={model.num_codes} codes on a {tuple(model.latent_shape)} grid, but "
                                  f"scale 1 has K={self.num_codes} on {self.latent_shape}; all scales must use "
                                  "the same first stage config")
-            if (model.conditioner is not None) != self.is_conditional:
-                raise ValueError(f"{source}: some scales are class-conditional and others are not")
-            if model.conditioner is not None and not isinstance(model.conditioner, ClassProvider):
-                raise ValueError(f"{source}: only class-conditional chains (ClassProvider) can be sampled, got "
-                                 f"{type(model.conditioner).__name__}")
+            if type(model.conditioner) is not type(self.models[0].conditioner):
+                raise ValueError(f"{source}: conditioned by {type(model.conditioner).__name__}, but scale 1 by "
+                                 f"{type(self.models[0].conditioner).__name__}; all scales need the same conditioning")
+            if model.conditioner is not None and not isinstance(model.conditioner, (ClassProvider, TextProvider)):
+                raise ValueError(f"{source}: only class- (ClassProvider) and text-conditional (TextProvider) chains "
+                                 f"can be sampled, got {type(model.conditioner).__name__}")
+            if isinstance(model.conditioner, TextProvider) and _text_setup(model) != _text_setup(self.models[0]):
+                raise ValueError(f"{source}: its captions are tokenized differently from scale 1's (tokenizer "
+                                 "file, max_length or offset); all scales must read the same caption tokens")
 
     # properties
 
@@ -183,12 +194,18 @@ class ImageBARTChain:
 
     @property
     def is_conditional(self) -> bool:
-        return self.models[0].conditioner is not None
+        """Class-conditional (a class label per image)."""
+        return isinstance(self.models[0].conditioner, ClassProvider)
+
+    @property
+    def is_text_conditional(self) -> bool:
+        """Text-conditional (a caption per image)."""
+        return isinstance(self.models[0].conditioner, TextProvider)
 
     @property
     def supports_guidance(self) -> bool:
-        """Class-conditional with every scale trained with ``cond_drop_prob`` (so it has a null branch)."""
-        return self.is_conditional and all(m.cond_drop_prob > 0 for m in self._unique_models())
+        """Conditional with every scale trained with ``cond_drop_prob`` (so it has a null branch)."""
+        return self.models[0].conditioner is not None and all(m.cond_drop_prob > 0 for m in self._unique_models())
 
     @property
     def n_classes(self) -> Optional[int]:
@@ -204,6 +221,8 @@ class ImageBARTChain:
         """A JSON-able summary (for settings files and logs)."""
         return {"n_scales": self.n_scales, "num_codes": self.num_codes, "latent_shape": list(self.latent_shape),
                 "conditional": self.is_conditional, "n_classes": self.n_classes,
+                **({"text_conditional": True, "caption_tokens": self.models[0].conditioner.max_length}
+                   if self.is_text_conditional else {}),
                 "scales": [{"t": t, "model": type(m).__name__, "network": type(m.transformer).__name__,
                             "weights": getattr(m, "sampling_weights", "raw"), "config_top_k": m.top_k}
                            for t, m in enumerate(self.models, start=1)]}
@@ -254,7 +273,8 @@ class ImageBARTChain:
         """Labels (B,) on the chain's device: one int for the batch, one per image, or "random"."""
         if not self.is_conditional:
             if class_label is not None:
-                raise ValueError("class_label was given but the chain is unconditional")
+                kind = "text-conditional (pass caption)" if self.is_text_conditional else "unconditional"
+                raise ValueError(f"class_label was given but the chain is {kind}")
             return None
         n = self.n_classes
         if class_label is None:
@@ -277,6 +297,29 @@ class ImageBARTChain:
             if labels.min() < 0 or labels.max() >= n:
                 raise ValueError(f"class_label values must lie in 0..{n - 1}, got {labels.tolist()}")
         return labels.long().to(self.device)
+
+    def caption_tokens(self, caption, batch_size: int) -> Optional[torch.Tensor]:
+        """Caption tokens (B, C) on the chain's device: one caption for the batch, or one per image."""
+        if not self.is_text_conditional:
+            if caption is not None:
+                raise ValueError("caption was given but the chain is not text-conditional")
+            return None
+        if caption is None:
+            raise ValueError("the chain is text-conditional: pass caption (one string, or one per image)")
+        captions = [caption] * batch_size if isinstance(caption, str) else list(caption)
+        if len(captions) != batch_size or not all(isinstance(c, str) and c.strip() for c in captions):
+            raise ValueError(f"caption must be one non-empty string or {batch_size} of them (one per image), got "
+                             f"{caption!r}")
+        return self.models[0].conditioner.tokenize(captions).to(self.device)
+
+    def condition(self, class_label, caption, batch_size: int, generator=None):
+        """(the condition tokens (B, C) or None, the labels (B,) or None, the captions or None)."""
+        labels = self.class_tokens(class_label, batch_size, generator)  # (B,) or None
+        tokens = self.caption_tokens(caption, batch_size)  # (B, C) or None
+        if labels is not None:
+            return labels[:, None], labels, None
+        captions = None if tokens is None else ([caption] * batch_size if isinstance(caption, str) else list(caption))
+        return tokens, None, captions
 
     # tokens <-> images
 
@@ -304,12 +347,14 @@ class ImageBARTChain:
     @torch.no_grad()
     def sample(self, batch_size: int, top_k=None, temperature=1.0, class_label: ClassLabel = None,
                generator: Optional[torch.Generator] = None, return_intermediates: bool = False,
-               progress: Optional[Progress] = None, use_cache: bool = True, guidance_scale=1.0) -> SampleResult:
+               progress: Optional[Progress] = None, use_cache: bool = True, guidance_scale=1.0,
+               caption=None) -> SampleResult:
         """Sample ``batch_size`` images: x_T uniform, t = T..1 with per-scale top-k / temperature, decode.
 
         ``top_k``/``temperature``/``guidance_scale``: one value or one per scale in sampling order
         (scale T first). ``guidance_scale`` s: classifier-free guidance, l_u + s·(l_c - l_u); 1 (the
-        default) is plain conditional sampling, 0 the unconditional branch alone.
+        default) is plain conditional sampling, 0 the unconditional branch alone. ``caption``
+        (text-conditional chains): one string for the batch, or one per image.
         ``progress(t, step, steps)`` is called before each token of scale t and once with
         ``step == steps`` when the scale is done. Draws come from ``generator`` (on the chain's
         device, see :meth:`make_generator`), so a seeded generator reproduces a run.
@@ -321,8 +366,7 @@ class ImageBARTChain:
         top_ks = self.top_k_schedule(top_k)
         temperatures = self.temperature_schedule(temperature)
         guidances = self.guidance_schedule(guidance_scale)
-        labels = self.class_tokens(class_label, batch_size, generator)  # (B,) or None
-        cond = None if labels is None else labels[:, None]  # (B, 1)
+        cond, labels, captions = self.condition(class_label, caption, batch_size, generator)  # cond (B, C)
         steps = self.tokens_per_image
 
         x_t = torch.randint(0, self.num_codes, (batch_size, steps), generator=generator,
@@ -340,4 +384,5 @@ class ImageBARTChain:
             if return_intermediates:
                 intermediates.append(x_t)
         images = self.decode(x_t).float()
-        return SampleResult(tokens=x_t, images=images, intermediates=intermediates, class_label=labels)
+        return SampleResult(tokens=x_t, images=images, intermediates=intermediates, class_label=labels,
+                            caption=captions)

@@ -57,6 +57,7 @@ class EditResult:
     mask: torch.Tensor  # (B, L) 1 = keep, 0 = edit
     intermediates: Optional[List[torch.Tensor]] = None  # x_T, x_{T-1}, ..., x_0, each (B, L)
     class_label: Optional[torch.Tensor] = None  # (B,) labels used (conditional chains)
+    caption: Optional[list] = None  # the B captions used (text-conditional chains)
 
 
 # helpers
@@ -107,13 +108,15 @@ def _clean_tokens(chain, images) -> torch.Tensor:
 def edit(chain, images, mask, top_k: PerScale = None, temperature: PerScale = 1.0,
          chain_length: PerScale = 1, class_label=None, generator: Optional[torch.Generator] = None,
          progress: Optional[Progress] = None, return_intermediates: bool = False,
-         use_cache: bool = True, guidance_scale: PerScale = 1.0) -> EditResult:
+         use_cache: bool = True, guidance_scale: PerScale = 1.0, caption=None) -> EditResult:
     """Regenerate the masked-out region of ``images`` with ``chain`` (see the module docstring).
 
     images: (B, 3, H, W) in [-1, 1], or clean tokens x0 (B, L). mask: 1 = keep, 0 = edit, at
     image or token resolution: (H, W), (B, H, W), (B, 1, H, W), (h, w), or flat (L,) / (B, L).
     ``class_label`` (conditional chains): the target class, one per image, or "random";
-    ``guidance_scale`` (per scale, sampling order) steers the edit towards it by classifier-free guidance.
+    ``caption`` (text-conditional chains): the new caption, one or one per image, so the whole image
+    matches it (text-guided local modification). ``guidance_scale`` (per scale, sampling order)
+    steers the edit towards the class or caption by classifier-free guidance.
     ``progress(t, step, steps)`` counts the token steps of all passes at scale t and is called
     once more with ``step == steps`` when the scale is done. With the same ``generator`` state,
     an all-edit mask and chain length 1 give exactly :meth:`ImageBARTChain.sample`'s tokens.
@@ -132,8 +135,7 @@ def edit(chain, images, mask, top_k: PerScale = None, temperature: PerScale = 1.
     x0 = _clean_tokens(chain, images)  # (B, L)
     b = x0.shape[0]
     keep = token_keep_mask(mask, b, chain.latent_shape).to(x0.device)  # (B, L) bool
-    labels = chain.class_tokens(class_label, b, generator)  # (B,) or None; drawn first, as sample() does
-    cond = None if labels is None else labels[:, None]  # (B, 1)
+    cond, labels, captions = chain.condition(class_label, caption, b, generator)  # drawn first, as sample() does
 
     noise = torch.randint(0, num_codes, (b, length), generator=generator, device=x0.device)  # (B, L)
     x = torch.where(keep, x0, noise)  # x_T: noise where edited, x_0 where kept
@@ -158,7 +160,7 @@ def edit(chain, images, mask, top_k: PerScale = None, temperature: PerScale = 1.
         if return_intermediates:
             intermediates.append(x)
     return EditResult(tokens=x, images=chain.decode(x).float(), x0=x0, mask=keep.float(), intermediates=intermediates,
-                      class_label=labels)
+                      class_label=labels, caption=captions)
 
 
 @torch.no_grad()
