@@ -75,6 +75,9 @@ def get_parser() -> argparse.ArgumentParser:
                         help="passes per scale, one value or one per scale (re-noising between passes)")
     parser.add_argument("--class_label", default=None,
                         help="target class for class-conditional chains (an int or 'random')")
+    parser.add_argument("--caption", default=None,
+                        help="text-conditional chains: the new caption the whole image should match (text-guided "
+                             "local modification)")
     add_guidance_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--outdir", type=Path, default=Path("outputs/inpaint"))
@@ -130,6 +133,7 @@ def image_settings(args, path: Path, batch_size: int, chain, top_k, temperature,
             "n_samples": args.n_samples, "batch_size": batch_size, "top_k": chain.top_k_schedule(top_k),
             "temperature": chain.temperature_schedule(temperature), "chain_length": chain_length,
             "guidance_scale": chain.guidance_schedule(guidance_scale),
+            **({"caption": args.caption} if args.caption is not None else {}),
             "class_label": class_label, "seed": args.seed, "batch_seeds": "numpy SeedSequence([seed, batch]) per image",
             "paste_back": not args.no_paste_back,
             "config": str(args.config), "ema": not args.no_ema, "device": device.type, "chain": chain.describe(),
@@ -157,6 +161,9 @@ def run(args: argparse.Namespace) -> list:
         open_image(args.mask, "--mask file")  # unreadable files and decompression bombs, named
     chain = ImageBARTChain.from_sampling_config(args.config, device=device, ema=not args.no_ema,
                                                 strict=not args.ignore_checkpoint_record)
+    if args.caption is None and chain.is_text_conditional:
+        raise ValueError('the chain is text-conditional: pass --caption "..." (what the edited image should show)')
+    chain.caption_tokens(args.caption, 1)  # a caption for another kind of chain is refused here
     size = chain.first_stage.encoder.resolution
     try:
         mask = parse_mask(args.mask, (size, size))  # (H, W), 1 = keep
@@ -178,7 +185,7 @@ def run(args: argparse.Namespace) -> list:
         for path, folder, settings in plans:
             edit_one(chain, image_tensor(path, size), mask, folder, settings, args.n_samples, batch_size,
                      dict(top_k=top_k, temperature=temperature, chain_length=chain_length, class_label=class_label,
-                          guidance_scale=guidance_scale))
+                          guidance_scale=guidance_scale, caption=args.caption))
     return [folder for _, folder, _ in plans]
 
 

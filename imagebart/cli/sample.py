@@ -40,6 +40,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--class_label", default=None,
                         help="class-conditional chains: an int, a comma-separated list (cycled over the images), "
                              "'random', or 'balanced' (image i gets class i mod C)")
+    parser.add_argument("--caption", action="append", default=None,
+                        help="text-conditional chains: the caption; repeat the option for several (cycled over "
+                             "the images)")
     add_guidance_argument(parser)
     parser.add_argument("--outdir", default="samples", help="output folder (default: ./samples)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -108,12 +111,15 @@ def run(args: argparse.Namespace) -> dict:
     paths = load_sampling_config(args.config)
     chain = ImageBARTChain.from_sampling_config(paths, device=device, ema=not args.no_ema, offload=args.offload,
                                                 strict=not args.ignore_checkpoint_record)
+    caption = None if args.caption is None else (args.caption[0] if len(args.caption) == 1 else args.caption)
+    if caption is None and chain.is_text_conditional:
+        raise ValueError('the chain is text-conditional: pass --caption "..." (repeat it for several captions)')
     if class_label is None and chain.is_conditional:
         raise ValueError(f"the chain is class-conditional: pass --class_label (0..{chain.n_classes - 1}, "
                          "a comma-separated list, random or balanced)")
     settings = sampling_settings(chain, paths, args.n_samples, args.batch_size, args.seed, top_k, temperature,
                                  class_label, args.precision, not args.no_cache, not args.no_ema, args.offload,
-                                 guidance_scale)
+                                 guidance_scale, caption)
     labels = balanced_labels(chain, class_label, args.n_samples)
     if classifier is not None:
         settings.update(acceptance_rate=args.acceptance_rate, classifier=args.classifier)
@@ -124,7 +130,7 @@ def run(args: argparse.Namespace) -> dict:
                                        temperature=temperature, guidance_scale=guidance_scale,
                                        use_cache=not args.no_cache)
     return run_sampling(chain, args.outdir, args.n_samples, args.batch_size, args.seed, top_k=top_k,
-                        temperature=temperature, guidance_scale=guidance_scale, class_label=labels,
+                        temperature=temperature, guidance_scale=guidance_scale, class_label=labels, caption=caption,
                         precision=args.precision, use_cache=not args.no_cache, settings=settings,
                         progress_for_batch=tqdm_progress, npz=args.npz)
 

@@ -207,7 +207,7 @@ def pid_alive(pid: int) -> bool:
 
 def sampling_settings(chain, sampling_config, n: int, batch_size: int, seed: int, top_k, temperature,
                       class_label, precision: str, use_cache: bool, ema: bool, offload: bool,
-                      guidance_scale=1.0) -> dict:
+                      guidance_scale=1.0, caption=None) -> dict:
     """Everything that determines the samples, with the per-scale schedules resolved."""
     return {
         "sampling_config": str(sampling_config.source),
@@ -220,6 +220,7 @@ def sampling_settings(chain, sampling_config, n: int, batch_size: int, seed: int
         "temperature": chain.temperature_schedule(temperature),
         "guidance_scale": chain.guidance_schedule(guidance_scale),
         "class_label": class_label,
+        **({"caption": caption} if caption is not None else {}),
         "device": chain.device.type, "precision": precision, "use_cache": use_cache, "ema": ema,
         "offload": offload, "chain": chain.describe(), "versions": versions(),
     }
@@ -253,9 +254,10 @@ def drop_stale_markers(batches_dir: Path, pattern: str = "batch_*.npz") -> None:
 def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, temperature=1.0,
                  class_label=None, precision: str = "32", use_cache: bool = True,
                  settings: Optional[dict] = None, progress_for_batch: Optional[Callable] = None,
-                 npz: bool = False, guidance_scale=1.0) -> dict:
+                 npz: bool = False, guidance_scale=1.0, caption=None) -> dict:
     """Sample ``n`` images in batches into ``outdir`` (resuming a previous run); returns a summary.
 
+    ``caption`` (text-conditional chains): one string, or a list cycled over the images.
     ``npz``: also write ``samples.npz`` for the ADM evaluation suite (uint8 NHWC images under
     ``arr_0``, class labels under ``arr_1`` for conditional chains).
 
@@ -273,6 +275,7 @@ def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, 
     chain.guidance_schedule(guidance_scale)
     chain.class_tokens(labels_for_batch(class_label, 0, min(n, batch_size)), min(n, batch_size),
                        chain.make_generator(0))
+    chain.caption_tokens(labels_for_batch(caption, 0, min(n, batch_size)), min(n, batch_size))
     with precision_context(chain.device, precision):
         pass
     strict_json(settings or {})
@@ -284,7 +287,7 @@ def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, 
         samples_dir.mkdir(parents=True, exist_ok=True)
         batches_dir.mkdir(parents=True, exist_ok=True)
         counts = _sample_batches(chain, outdir, n, batch_size, seed, top_k, temperature, class_label, precision,
-                                 use_cache, progress_for_batch, guidance_scale)
+                                 use_cache, progress_for_batch, guidance_scale, caption)
         _write_totals(chain, outdir, n, batch_size, npz)
     summary = {"outdir": str(outdir), "resumed": resumed, **counts}
     logger.info("%s", summary)
@@ -292,7 +295,7 @@ def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, 
 
 
 def _sample_batches(chain, outdir: Path, n, batch_size, seed, top_k, temperature, class_label, precision,
-                    use_cache, progress_for_batch, guidance_scale=1.0) -> dict:
+                    use_cache, progress_for_batch, guidance_scale=1.0, caption=None) -> dict:
     """Sample every batch whose marker or PNGs are missing or damaged; write only those PNGs."""
     samples_dir, batches_dir = outdir / "samples", outdir / "batches"
     n_batches = math.ceil(n / batch_size)
@@ -313,6 +316,7 @@ def _sample_batches(chain, outdir: Path, n, batch_size, seed, top_k, temperature
         with precision_context(chain.device, precision):
             result = chain.sample(stop - start, top_k=top_k, temperature=temperature,
                                   class_label=labels_for_batch(class_label, start, stop),
+                                  caption=labels_for_batch(caption, start, stop),
                                   generator=chain.make_generator(batch_seed(seed, index)),
                                   progress=progress, use_cache=use_cache, guidance_scale=guidance_scale)
         tokens = result.tokens.cpu().numpy()  # (b, L)
@@ -327,6 +331,8 @@ def _sample_batches(chain, outdir: Path, n, batch_size, seed, top_k, temperature
         arrays = {"tokens": tokens, "image_index": np.arange(start, stop)}
         if result.class_label is not None:
             arrays["class_label"] = result.class_label.cpu().numpy()
+        if result.caption is not None:
+            arrays["caption"] = np.array(result.caption)
         with atomic_path(marker) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, **arrays)
@@ -340,6 +346,8 @@ def _write_totals(chain, outdir: Path, n: int, batch_size: int, npz: bool = Fals
     final = {"tokens": np.concatenate([b["tokens"] for b in batches])}
     if chain.is_conditional:
         final["class_label"] = np.concatenate([b["class_label"] for b in batches])
+    if chain.is_text_conditional:
+        final["caption"] = np.concatenate([b["caption"] for b in batches])
     write_outputs(chain, outdir, n, final, npz)
 
 
