@@ -6,7 +6,8 @@ Pick a validation example of the chain's dataset (the demo's DemoScenes need no 
 a picture; pick a mask preset or upload a mask (white = keep, black = generate); set top-k,
 temperature and chain length per scale (sampling order, scale T first), batch size, runs and seed.
 With a class-conditional chain, the class label steers what is generated in the masked region
-(more strongly with a guidance scale > 1, for chains trained with cond_drop_prob).
+(more strongly with a guidance scale > 1, for chains trained with cond_drop_prob); with a
+text-conditional chain, a caption box says what the whole edited image should show.
 Each run shows original | masked input | samples. Run i uses the generator seed
 ``batch_seed(seed, i)``; see ``imagebart.sampling.editing`` for the procedure.
 """
@@ -133,11 +134,13 @@ def sidebar_settings(chain, names):
     if chain.is_conditional:
         side.caption("Class-conditional chain: the label guides what fills the masked region.")
     label = widgets.class_label_input(side, chain, names)
+    caption = widgets.caption_input(side, chain)
     paste = side.checkbox("Paste the original back outside the edit", value=True, key="paste_back",
                           help="The VQGAN's decode softens kept regions; this keeps your pixels there (feathered seam).")
     return dict(top_k=top_k, temperature=temperature, guidance_scale=guidance_scale, chain_length=chain_length,
                 n_runs=int(n_runs),
-                batch_size=int(batch_size), seed=int(seed), class_label=label, paste_back=bool(paste))
+                batch_size=int(batch_size), seed=int(seed), class_label=label, caption=caption,
+                paste_back=bool(paste))
 
 
 # editing
@@ -157,7 +160,7 @@ def run_edits(chain, image, mask, settings) -> dict:
         result = edit(chain, image.expand(b, -1, -1, -1), mask, top_k=settings["top_k"],
                       temperature=settings["temperature"], chain_length=settings["chain_length"],
                       class_label=settings["class_label"], generator=chain.make_generator(seed), progress=bar,
-                      guidance_scale=settings["guidance_scale"])
+                      guidance_scale=settings["guidance_scale"], caption=settings["caption"])
         samples = result.images.cpu()
         if settings["paste_back"]:  # the user's pixels where the mask keeps them
             samples = paste_back(image, samples, mask)
@@ -220,6 +223,8 @@ def main() -> None:
         problems.append("a mask with something to edit")
     if any(settings[name] is None for name in ("top_k", "temperature", "guidance_scale")):
         problems.append("valid top-k, temperature and guidance schedules")
+    if chain.is_text_conditional and settings["caption"] is None:
+        problems.append("a caption")
     if problems:
         st.info("To sample, choose " + " and ".join(problems) + ".")
     if st.button("Sample with chain", type="primary", disabled=bool(problems), key="sample"):

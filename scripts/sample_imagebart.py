@@ -4,7 +4,8 @@
 
 Sidebar: top-k and temperature schedules (per scale, constant or linear; sampling order, scale T
 first), number of runs, batch size, seed, class label for class-conditional chains (and the
-classifier-free guidance schedule when the chain was trained with cond_drop_prob). "Sample"
+classifier-free guidance schedule when the chain was trained with cond_drop_prob), a caption box for
+text-conditional chains. "Sample"
 runs the chain x_T -> ... -> x_0 with a progress bar per scale, shows the grid (one row per run)
 and offers it as a PNG; optionally the whole chain of the first sample, x_T ... x_0.
 Run i uses the generator seed ``batch_seed(seed, i)``, as batch i of ``scripts/sample.py``.
@@ -36,9 +37,10 @@ def sidebar_settings(chain, names):
     batch_size = side.number_input("Batch size", min_value=1, max_value=64, value=4, step=1, key="batch_size")
     seed = side.number_input("Seed", min_value=0, value=0, step=1, key="seed")
     label = widgets.class_label_input(side, chain, names)
+    caption = widgets.caption_input(side, chain)
     show_chain = side.checkbox("Show the chain x_T -> x_0 of the first sample", key="show_chain")
     return dict(top_k=top_k, temperature=temperature, guidance_scale=guidance_scale, n_runs=int(n_runs), batch_size=int(batch_size),
-                seed=int(seed), class_label=label, show_chain=show_chain)
+                seed=int(seed), class_label=label, caption=caption, show_chain=show_chain)
 
 
 def sample(chain, settings) -> dict:
@@ -53,7 +55,7 @@ def sample(chain, settings) -> dict:
         result = chain.sample(settings["batch_size"], top_k=settings["top_k"], temperature=settings["temperature"],
                               class_label=settings["class_label"], generator=chain.make_generator(seed),
                               return_intermediates=want_chain, progress=bar,
-                              guidance_scale=settings["guidance_scale"])
+                              guidance_scale=settings["guidance_scale"], caption=settings["caption"])
         images.append(result.images.cpu())
         if result.class_label is not None:
             labels.extend(result.class_label.tolist())
@@ -99,6 +101,8 @@ def main() -> None:
         names = class_names(widgets.cached_examples(path, widgets.config_mtime(path)), chain.n_classes)
     settings = sidebar_settings(chain, names)
     bad = [name for name in ("top_k", "temperature", "guidance_scale") if settings[name] is None]
+    if chain.is_text_conditional and settings["caption"] is None:
+        bad.append("caption")
     if bad:
         st.error(f"Fix the {' and '.join(bad).replace('_', '-')} schedule in the sidebar to sample.")
     if st.button("Sample", type="primary", disabled=bool(bad), key="sample"):

@@ -75,7 +75,10 @@ def chain_or_stop(path: Optional[str], device: str, script: str) -> ImageBARTCha
 def chain_summary(chain: ImageBARTChain) -> str:
     h, w = chain.latent_shape
     side = chain.first_stage.encoder.resolution
-    kind = f"class-conditional ({chain.n_classes} classes)" if chain.is_conditional else "unconditional"
+    kind = f"class-conditional ({chain.n_classes} classes)" if chain.is_conditional else \
+        "text-conditional" if chain.is_text_conditional else "unconditional"
+    if chain.supports_guidance:
+        kind += ", with guidance"
     return (f"{chain.n_scales} scales, {kind}, {side}x{side} images, {h}x{w} = {h * w} tokens, "
             f"K = {chain.num_codes} codes, on {chain.device}")
 
@@ -135,6 +138,21 @@ def guidance_input(container, chain: ImageBARTChain) -> Optional[list]:
         return [1.0] * chain.n_scales
     return schedule_input(container, "guidance scale", "guidance_scale", chain.n_scales, False,
                           [1.0] * chain.n_scales, 1.0, chain.guidance_schedule)
+
+
+DEFAULT_CAPTION = "a large red circle on a navy background"
+
+
+def caption_input(container, chain: ImageBARTChain, default: Optional[str] = None) -> Optional[str]:
+    """None for chains without captions; else the caption text (None after st.error when empty)."""
+    if not chain.is_text_conditional:
+        return None
+    text = container.text_area("Caption", value=default or DEFAULT_CAPTION, key="caption", height=80,
+                               help="what the images should show; words the tokenizer never saw become [UNK]")
+    if not text.strip():
+        container.error("Enter a caption: this chain is text-conditional.")
+        return None
+    return " ".join(text.split())
 
 
 def class_label_input(container, chain: ImageBARTChain, names: Optional[Sequence[str]] = None):

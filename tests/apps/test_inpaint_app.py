@@ -155,3 +155,13 @@ def test_guided_editing(monkeypatch, tmp_path):
     at.button(key="sample").click().run()
     assert not at.exception and not errors(at)
     assert at.session_state["inpaint_result"]["settings"]["guidance_scale"] == [2.5] * 3
+
+
+def test_text_guided_editing(monkeypatch, tmp_path):
+    at = app(monkeypatch, write_chain(tmp_path / "text", text=True, cond_drop_prob=0.1))
+    rgb = np.random.default_rng(4).integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    at.file_uploader(key="image_upload").set_value(("rgb.png", png(rgb), "image/png")).run()
+    at.text_area(key="caption").set_value("two small triangles")
+    at.button(key="sample").click().run()
+    assert not at.exception and not errors(at)
+    assert at.session_state["inpaint_result"]["settings"]["caption"] == "two small triangles"

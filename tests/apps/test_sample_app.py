@@ -136,3 +136,18 @@ def test_guidance_schedule_for_guided_chains(monkeypatch, tmp_path, cond_yaml):
     assert not plain.exception and not errors(plain)
     assert not [w for w in plain.text_input if w.key == "guidance_scale_text"]
     assert any("without cond_drop_prob" in c.value for c in plain.caption)
+
+
+def test_caption_box_for_text_chains(monkeypatch, tmp_path):
+    text = write_chain(tmp_path / "text", text=True, cond_drop_prob=0.1)
+    at = app(monkeypatch, text)
+    assert not at.exception and not errors(at)
+    at.text_area(key="caption").set_value("a large green cross")
+    at.number_input(key="batch_size").set_value(2)
+    at.button(key="sample").click().run()
+    assert not at.exception and not errors(at)
+    chain = ImageBARTChain.from_sampling_config(text, device="cpu")
+    expected = chain.sample(2, caption="a large green cross", generator=chain.make_generator(batch_seed(0, 0)))
+    assert torch.equal(at.session_state["sample_result"]["images"], expected.images)
+    at.text_area(key="caption").set_value("   ").run()
+    assert any("Enter a caption" in e for e in errors(at)) and at.button(key="sample").disabled
