@@ -61,3 +61,32 @@ def test_caption_for_an_unconditional_chain_is_refused(tmp_path, capsys):
         sample.main(["--config", str(config), "--outdir", str(tmp_path / "out"), "--device", "cpu", "-n", "1",
                      "--caption", "a red circle"])
     assert "not text-conditional" in capsys.readouterr().err
+
+
+def test_caption_table_end_to_end(text_yaml, tmp_path, capsys):
+    from imagebart.cli import caption_table
+
+    out = tmp_path / "agreement.json"
+    assert caption_table.main(["--config", str(text_yaml), "-n", "6", "--guidance_scales", "1,2",
+                               "--batch_size", "3", "--device", "cpu", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["guidance_scale"] for r in rows] == [1.0, 2.0]
+    assert all(0 <= r["joint_agreement"] <= min(r["kind_agreement"], r["colour_agreement"]) for r in rows)
+    assert all(r["fid"] > 0 for r in rows)
+    assert "| 2 |" in capsys.readouterr().out
+
+
+def test_agreement_reads_real_pictures_as_their_captions():
+    """On the validation pictures themselves the feature network agrees with every caption."""
+    import torch
+
+    from imagebart.cli.caption_table import agreement, validation_targets
+    from imagebart.data.demo import DemoScenes
+    from imagebart.evaluation.demo_features import load_demo_features
+
+    captions, kinds, colours = validation_targets(40)
+    data = DemoScenes(split="validation", length=40)
+    images = torch.stack([torch.from_numpy(data[i]["image"]).permute(2, 0, 1) for i in range(40)])
+    assert agreement(load_demo_features(), images, kinds, colours)["joint_agreement"] >= 0.95
+    assert agreement(load_demo_features(), images, (kinds + 1) % 4, colours)["kind_agreement"] <= 0.05
+    assert len(captions) == 40
