@@ -10,16 +10,14 @@ match. Per guidance scale the table gives kind, colour and joint agreement, and 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
-from imagebart.cli.common import parse_scale_values, resolve_device, run_command
+from imagebart.cli.common import add_table_arguments, parse_scale_values, resolve_device, run_command, write_table
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +27,7 @@ def get_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--config", default="configs/sampling/demo_text.yaml", help="text-conditional sampling config")
     parser.add_argument("-n", "--n_samples", type=int, default=200, help="captions (validation pictures 0..n-1)")
-    parser.add_argument("--guidance_scales", default="1,2,3", help="comma-separated guidance scales")
-    parser.add_argument("--batch_size", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--out", default=None, help="write the rows as JSON here (and a markdown table beside it)")
+    add_table_arguments(parser, "1,2,3")
     return parser
 
 
@@ -95,10 +89,7 @@ def run(args) -> list:
                     row["colour_agreement"], row["joint_agreement"], row["fid"])
         rows.append(row)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"settings": vars(args), "rows": rows}, indent=2) + "\n")
-        out.with_suffix(".md").write_text(markdown(rows))
+        write_table(args.out, args, rows, markdown(rows))
     return rows
 
 

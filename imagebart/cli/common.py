@@ -205,3 +205,22 @@ def parse_guidance_scale(text: str):
     if value is None:
         raise ValueError("--guidance_scale needs a number (or one per scale)")
     return value
+
+
+def add_table_arguments(parser, guidance_scales: str) -> None:
+    """The options every measurement table shares: guidance scales, batching, seed, device, output."""
+    parser.add_argument("--guidance_scales", default=guidance_scales, help="comma-separated guidance scales")
+    parser.add_argument("--batch_size", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", default=None, help="write the rows as JSON here (and a markdown table beside it)")
+
+
+def write_table(out, args, rows: list, markdown: str) -> None:
+    """``out`` (JSON: the settings and the rows) and the markdown table beside it (``.md``)."""
+    import json
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"settings": vars(args), "rows": rows}, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown)

@@ -14,16 +14,14 @@ candidates ``scripts/sample.py --acceptance_rate a`` would draw with the same se
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
-from imagebart.cli.common import parse_scale_values, resolve_device, run_command
+from imagebart.cli.common import add_table_arguments, parse_scale_values, resolve_device, run_command, write_table
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +36,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--feature_weights", default=None, help="weights of the feature network (demo: the shipped)")
     parser.add_argument("--inception_weights", default=None, help="--features inception: the local weights file")
     parser.add_argument("-n", "--n_samples", type=int, default=200, help="images per setting (balanced over classes)")
-    parser.add_argument("--guidance_scales", default="1,1.5,2,3,5", help="comma-separated guidance scales")
     parser.add_argument("--acceptance_rates", default="1,0.5,0.25,0.05", help="comma-separated acceptance rates")
-    parser.add_argument("--batch_size", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--out", default=None, help="write the rows as JSON here (and a markdown table beside it)")
+    add_table_arguments(parser, "1,1.5,2,3,5")
     return parser
 
 
@@ -124,7 +118,7 @@ def run(args) -> list:
             images.append(result.images.cpu())
         record("guidance_scale", scale, torch.cat(images), time.time() - start)
     if args.out:
-        write_outputs(rows, Path(args.out), args)
+        write_table(args.out, args, rows, markdown(rows))
     return rows
 
 
@@ -136,12 +130,6 @@ def markdown(rows: list) -> str:
                      f"| {r['precision']:.3f} | {r['recall']:.3f} | {r['class_accuracy']:.3f} | {r['class_score']:.3f} "
                      f"| {r.get('candidates', r['n_samples'])} |")
     return "\n".join(lines) + "\n"
-
-
-def write_outputs(rows: list, out: Path, args) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"settings": vars(args), "rows": rows}, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(rows))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
