@@ -5,7 +5,6 @@ import torch
 from tiny_chain import CAPTION_LENGTH, CAPTIONS, CHAIN_KINDS, K, L, build_denoiser, denoiser_config, write_remap, \
     write_tokenizer
 
-from imagebart.modules.autoregressive import sample_tokens
 from imagebart.modules.conditioners import drop_condition
 from imagebart.modules.text import TextProvider, load_tokenizer, train_tokenizer
 
