@@ -7,7 +7,9 @@ Writes ``docs/demo_samples.png`` (unconditional samples, x_T -> x_0 rows for a f
 input | samples) and, from the class-conditional chain, ``docs/demo_class_samples.png`` (one row
 per class, without and with guidance) and ``docs/demo_class_editing.png`` (the centre of the same
 images re-generated as each class), enlarged 4x with nearest-neighbour so the 32x32 pixels stay
-visible. ``--only class`` or ``--only unconditional`` redraws one chain's pictures.
+visible. From the text-conditional chain: ``docs/demo_text_samples.png`` (a row per caption) and
+``docs/demo_text_editing.png`` (the centre of the same images re-generated for several captions).
+``--only unconditional``, ``--only class`` or ``--only text`` redraws one chain's pictures.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from imagebart.sampling.masks import grey_out, preset_mask
 
 CONFIG = "configs/sampling/demo.yaml"
 CLASS_CONFIG = "configs/sampling/demo_class.yaml"
+TEXT_CONFIG = "configs/sampling/demo_text.yaml"
+TEXT_CAPTIONS = ("a large red circle on a navy background", "a large yellow square on a charcoal background",
+                 "a large white triangle on a dark teal background", "a large green cross on a cream background")
+EDIT_CAPTIONS = ("a large red circle", "a large yellow square", "a large white triangle", "a large blue cross")
 GUIDANCE = 3.0  # the class figures' guidance scale
 ZOOM = 4
 
@@ -88,6 +94,32 @@ def class_editing_figure(chain: ImageBARTChain, out: Path, n_images: int = 4) ->
     save(make_grid(torch.stack(tiles), nrow=2 + chain.n_classes, pad_value=1.0), out / "demo_class_editing.png")
 
 
+def edited_captions(index: int) -> list:
+    """Validation picture ``index``'s caption with its large shape swapped for each of EDIT_CAPTIONS."""
+    from imagebart.data.demo import KINDS, SHAPE_COLOUR_NAMES
+
+    data = DemoScenes(split="validation", size=32)
+    large = data.draw_scene(data.rng(index))[1][0]
+    old = f"a large {SHAPE_COLOUR_NAMES[large.colour]} {KINDS[large.kind][0]}"
+    return [data[index]["caption"].replace(old, new) for new in EDIT_CAPTIONS]
+
+
+def text_figures(chain: ImageBARTChain, out: Path, per_row: int = 8) -> None:
+    """Samples for TEXT_CAPTIONS (one row each), and the centre of validation pictures re-generated
+    for the picture's own caption with its large shape replaced by each of EDIT_CAPTIONS."""
+    rows = [chain.sample(per_row, caption=caption, guidance_scale=GUIDANCE, generator=chain.make_generator(i)).images
+            for i, caption in enumerate(TEXT_CAPTIONS)]
+    save(make_grid(torch.cat(rows), nrow=per_row, pad_value=1.0), out / "demo_text_samples.png")
+    mask = preset_mask("centre", 32, 32, 0.5)
+    tiles = []
+    for index, image in enumerate(validation_images(4)):
+        batch = image[None].expand(len(EDIT_CAPTIONS), -1, -1, -1)
+        result = edit(chain, batch, mask, caption=edited_captions(index), guidance_scale=GUIDANCE,
+                      generator=chain.make_generator(index))
+        tiles += [image, grey_out(image[None], mask)[0], *paste_back(batch, result.images, mask)]
+    save(make_grid(torch.stack(tiles), nrow=2 + len(EDIT_CAPTIONS), pad_value=1.0), out / "demo_text_editing.png")
+
+
 def main() -> None:
     import sys
 
@@ -101,6 +133,8 @@ def main() -> None:
         chain = ImageBARTChain.from_sampling_config(CLASS_CONFIG)
         class_samples_figure(chain, out)
         class_editing_figure(chain, out)
+    if only in (None, "text"):
+        text_figures(ImageBARTChain.from_sampling_config(TEXT_CONFIG), out)
 
 
 if __name__ == "__main__":
