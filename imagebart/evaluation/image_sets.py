@@ -76,6 +76,17 @@ def set_labels(spec: str, n: Optional[int] = None) -> Optional[np.ndarray]:
     return None if labels is None else labels[:n].astype(np.int64)
 
 
+def dataset_labels(spec: str, n: int) -> Optional[np.ndarray]:
+    """``class_label`` of the first n items of a dataset set (demo split or config), else None."""
+    if not (spec.startswith("demo:") or Path(spec).suffix in (".yaml", ".yml")):
+        return None
+    dataset = _dataset(spec)
+    first = dataset[0]
+    if "class_label" not in first:
+        return None
+    return np.array([int(dataset[i]["class_label"]) for i in range(min(n, len(dataset)))], dtype=np.int64)
+
+
 def count_images(spec: str) -> int:
     """How many images the set holds."""
     path = Path(spec)

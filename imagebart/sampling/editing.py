@@ -36,7 +36,7 @@ from typing import Callable, List, Optional, Sequence, Union
 
 import torch
 
-from imagebart.diffusion.multinomial import q_sample_step
+from imagebart.diffusion.multinomial import q_sample_chain, q_sample_step
 from imagebart.sampling.chain import resolve_schedule
 from imagebart.sampling.masks import feathered, token_keep_mask
 from imagebart.util import check_positive_int
@@ -161,6 +161,23 @@ def edit(chain, images, mask, top_k: PerScale = None, temperature: PerScale = 1.
             intermediates.append(x)
     return EditResult(tokens=x, images=chain.decode(x).float(), x0=x0, mask=keep.float(), intermediates=intermediates,
                       class_label=labels, caption=captions)
+
+
+@torch.no_grad()
+def denoise_from(chain, images, t: int, generator: Optional[torch.Generator] = None, **sample_kwargs) -> torch.Tensor:
+    """x_0 -> x_t by the forward process q, then the chain's scales t..1 -> images (B, 3, H, W).
+
+    What a chain keeps of an image it sees only through x_t: a diagnostic of each scale's denoising
+    (t = 1 tests scale 1 alone; t = T is plain sampling, since x_T is noise for β_T = 1)."""
+    if not isinstance(t, int) or not 1 <= t <= chain.n_scales:
+        raise ValueError(f"t must be an int in 1..{chain.n_scales}, got {t!r}")
+    x0 = _clean_tokens(chain, images)  # (B, L)
+    x = q_sample_chain(x0, chain.models[0].schedule, chain.num_codes, t_max=t, generator=generator)[t]  # x_t
+    for s in range(t, 0, -1):
+        model = chain.model_for_scale(s)
+        x = model.sample_x_prev(x, torch.full((len(x),), s, dtype=torch.long, device=x.device), None,
+                                generator=generator, top_k=model.resolve_top_k(None), **sample_kwargs)
+    return chain.decode(x).float()
 
 
 @torch.no_grad()
