@@ -17,9 +17,10 @@ DEMO = REPO / "configs" / "sampling" / "demo.yaml"
 
 def test_shipped_checkpoints_are_small_and_ema_only():
     files = sorted((REPO / "models" / "demo").glob("*.ckpt"))
-    assert [f.name for f in files] == ["features.ckpt", "scale1.ckpt", "scale2.ckpt", "scale3.ckpt", "vqgan.ckpt"]
-    assert sum(f.stat().st_size for f in files) <= 20 * 2**20
-    for f in files[1:4]:
+    chains = [f"{prefix}scale{t}.ckpt" for prefix in ("class_", "") for t in (1, 2, 3)]
+    assert [f.name for f in files] == sorted(chains + ["features.ckpt", "vqgan.ckpt"])
+    assert sum(f.stat().st_size for f in files) <= 40 * 2**20
+    for f in (f for f in files if f.name in chains):
         state = torch.load(f, map_location="cpu", weights_only=True)["state_dict"]
         assert not any(k.startswith(("transformer_ema.", "first_stage_model.")) for k in state)
 
@@ -64,3 +65,14 @@ def test_shipped_checkpoints_carry_records_that_catch_a_mislabelled_scale(monkey
     with pytest.raises(CheckpointMismatch, match=r"scale2\.ckpt was written for another model .*single_scale: "
                                                  r"checkpoint 2, config 1"):
         ImageBARTChain.from_sampling_config(OmegaConf.to_container(config), device="cpu")
+
+
+def test_class_demo_chain_samples_each_class_with_guidance(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "class"
+    assert sample_main(["--config", str(REPO / "configs" / "sampling" / "demo_class.yaml"), "-n", "4",
+                        "--batch_size", "4", "--class_label", "balanced", "--guidance_scale", "2",
+                        "--outdir", str(out), "--device", "cpu"]) == 0
+    saved = np.load(out / "tokens.npz")
+    assert saved["class_label"].tolist() == [0, 1, 2, 3]
+    assert json.loads((out / "settings.json").read_text())["guidance_scale"] == [2.0, 2.0, 2.0]

@@ -78,9 +78,14 @@ def keep_best(scores: torch.Tensor, kept: int) -> torch.Tensor:
     return torch.sort(scores, descending=True, stable=True).indices[:kept]
 
 
+_CANDIDATE_SALT = 0xACCE  # keeps candidate streams apart from plain sampling's (seed, batch) streams
+
+
 def candidate_seed(seed: int, label: int, batch: int) -> int:
-    """Seed of candidate batch ``batch`` of class ``label``: independent streams, reproducible alone."""
-    state = np.random.SeedSequence([int(seed), int(label), int(batch)]).generate_state(1, dtype=np.uint64)[0]
+    """Seed of candidate batch ``batch`` of class ``label``: independent streams, reproducible alone.
+    (SeedSequence ignores trailing zeros, so without the salt (seed, c, 0) would equal batch c's (seed, c).)"""
+    entropy = [int(seed), _CANDIDATE_SALT, int(label), int(batch)]
+    state = np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]
     return int(state >> 1)
 
 

@@ -41,6 +41,13 @@ def classifier_yaml(tmp_path_factory):
     return folder / "tiny.yaml"
 
 
+def test_candidate_streams_differ_from_plain_batches():
+    from imagebart.sampling.batch import batch_seed
+
+    seeds = {candidate_seed(0, c, j) for c in range(4) for j in range(3)}
+    assert len(seeds) == 12 and not seeds & {batch_seed(0, k) for k in range(20)}
+
+
 def test_keep_best_and_counts():
     scores = torch.tensor([0.2, 0.9, 0.5, 0.9, 0.1, 0.7])
     assert keep_best(scores, 3).tolist() == [1, 3, 5]  # ties keep the earlier candidate first
