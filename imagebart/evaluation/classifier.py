@@ -78,16 +78,6 @@ class ImageClassifier(nn.Module):
                              f"got {shape}")
         return out  # (B, C)
 
-    def n_classes_for(self, image_size: int, device=None) -> int:
-        """C, found by classifying one blank image of the chain's size."""
-        return int(self(torch.zeros(1, 3, image_size, image_size, device=device)).shape[1])
-
-    @torch.no_grad()
-    def label_probabilities(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """p(label | image) (B,): the score acceptance sampling ranks by."""
-        probs = self(images).float().softmax(dim=-1)  # (B, C)
-        return probs.gather(1, labels.reshape(-1, 1).to(probs.device).long())[:, 0]
-
 
 def load_classifier(spec: Union[str, Path], device=None) -> ImageClassifier:
     """``"demo"`` or a classifier YAML (see the module docstring) -> an :class:`ImageClassifier`."""

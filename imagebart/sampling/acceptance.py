@@ -20,6 +20,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from imagebart.sampling.batch import labels_for_batch
 from imagebart.util import is_number
 
 Classifier = Callable[[torch.Tensor], torch.Tensor]
@@ -137,9 +138,7 @@ def acceptance_stats(rate: float, per_class: list) -> dict:
 
 def image_labels(chain, class_label, n: int, seed: int) -> torch.Tensor:
     """The label of each of the n images (n,): one int, a list cycled over the images, or "random"."""
-    if isinstance(class_label, (list, tuple)):
-        class_label = [class_label[i % len(class_label)] for i in range(n)]
-    return chain.class_tokens(class_label, n, chain.make_generator(seed)).cpu()
+    return chain.class_tokens(labels_for_batch(class_label, 0, n), n, chain.make_generator(seed)).cpu()
 
 
 def positions_by_class(labels: torch.Tensor) -> dict:

@@ -315,11 +315,11 @@ class ImageBARTChain:
     def condition(self, class_label, caption, batch_size: int, generator=None):
         """(the condition tokens (B, C) or None, the labels (B,) or None, the captions or None)."""
         labels = self.class_tokens(class_label, batch_size, generator)  # (B,) or None
-        tokens = self.caption_tokens(caption, batch_size)  # (B, C) or None
+        captions = [caption] * batch_size if isinstance(caption, str) else caption
+        tokens = self.caption_tokens(captions, batch_size)  # (B, C) or None
         if labels is not None:
             return labels[:, None], labels, None
-        captions = None if tokens is None else ([caption] * batch_size if isinstance(caption, str) else list(caption))
-        return tokens, None, captions
+        return tokens, None, None if tokens is None else list(captions)
 
     # tokens <-> images
 
