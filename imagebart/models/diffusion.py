@@ -35,7 +35,7 @@ from imagebart.loading import check_schedule_record, load_weights, network_confi
 from imagebart.lr_scheduler import adamw_with_schedule
 from imagebart.models.image_logs import denoiser_image_logs
 from imagebart.models.original_api import OriginalDenoiserAPI
-from imagebart.modules.autoregressive import sample_tokens
+from imagebart.modules.autoregressive import DEFAULT_GAMMA, keep_guide, sample_tokens
 from imagebart.modules.conditioners import drop_condition
 from imagebart.modules.ema import LitEma
 from imagebart.util import check_positive_int, instantiate_from_config, is_integer, is_number
@@ -121,11 +121,8 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
 
     def _check_fits(self) -> None:
         """Vocabulary, sequence-length and schedule mistakes, named before training starts."""
-        net, k = self.transformer, self.num_codes
-        n_classes = getattr(self.conditioner, "n_classes", None) or 0
-        if self.cond_drop_prob > 0:
-            n_classes = self.conditioner.null_token + 1  # classes and the null token
-        n_classes = getattr(self.conditioner, "vocabulary_needed", n_classes)  # caption tokens
+        net, k, c = self.transformer, self.num_codes, self.conditioner
+        n_classes = c.vocabulary_needed(self.cond_drop_prob > 0) if hasattr(c, "vocabulary_needed") else 0  # class ids
         in_key, out_key = net.vocabulary_keys
         if net.output_vocabulary != k:
             raise ValueError(f"transformer_config.params.{out_key}={net.output_vocabulary} must equal the first "
@@ -135,7 +132,7 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
                              f"classes={n_classes}, n_scales+1={self.n_scales + 1}): scale, class and code tokens "
                              "share the input vocabulary" + (" (classes count the null token of cond_drop_prob)"
                                                               if self.cond_drop_prob > 0 else ""))
-        net.check_fits(self.tokens_per_image, getattr(self.conditioner, "condition_length", 0 if self.conditioner is None else 1))
+        net.check_fits(self.tokens_per_image, getattr(c, "condition_length", 0 if c is None else 1))
         if not net.reads_x_t:
             if self.single_scale != self.n_scales:
                 raise ValueError(f"a decoder-only network models the last scale only: single_scale must equal "
@@ -336,14 +333,31 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
                              "null condition and has no unconditional branch to guide with; use guidance_scale 1, "
                              "or train with cond_drop_prob (e.g. 0.1)")
 
+    @property
+    def default_gamma(self) -> int:
+        """Drafts per decoder pass when none are asked for: x_t drafts x_{t-1} where the network reads
+        it; a decoder-only scale samples token by token (its x_T is noise, no draft)."""
+        return DEFAULT_GAMMA if self.transformer.reads_x_t else 0
+
     @torch.no_grad()
     def sample_x_prev(self, x_t, t, cond=None, temperature: float = 1.0, top_k=None, guide=None,
                       generator=None, use_cache: bool = True, callback=None, steps=None,
-                      guidance_scale: float = 1.0) -> torch.Tensor:
-        """x_{t-1} (B, L) ~ p_θ(· | x_t) token by token (the first ``steps`` tokens if given).
+                      guidance_scale: float = 1.0, gamma: Optional[int] = None,
+                      known: Optional[torch.Tensor] = None, stats: Optional[dict] = None) -> torch.Tensor:
+        """x_{t-1} (B, L) ~ p_θ(· | x_t) autoregressively (the first ``steps`` tokens if given).
         ``top_k`` is used as given (None: no filtering); :meth:`resolve_top_k` gives the config's.
-        ``guidance_scale`` s != 1: classifier-free guidance (s = 0 runs the unconditional branch alone)."""
+        ``guidance_scale`` s != 1: classifier-free guidance (s = 0 runs the unconditional branch alone).
+        ``gamma``: x_t drafts verified per decoder pass (exact speculative decoding; None: the
+        default, 0: token by token; ignored on a decoder-only scale). ``known`` (B, L): tokens forced
+        at positions >= 0 (editing keeps them), -1 elsewhere; runs of them take one pass."""
         steps = self.tokens_per_image if steps is None else steps
+        gamma = self.default_gamma if gamma is None or not self.transformer.reads_x_t else int(gamma)
+        proposal, certain = (x_t[:, :steps], None) if gamma > 0 else (None, None)
+        if known is not None:
+            certain = known[:, :steps] >= 0  # (B, steps)
+            proposal = torch.where(certain, known[:, :steps], x_t[:, :steps])
+            forced = keep_guide(known.clamp(min=0), known >= 0, self.transformer.output_vocabulary)  # (B, L, V)
+            guide = forced if guide is None else guide + forced
         first, second = cond, None  # the conditional input, and (guided) the null one
         if guidance_scale != 1:
             self.check_guidance()
@@ -354,7 +368,8 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
                              top_k=top_k, guide=guide, use_cache=use_cache, generator=generator, callback=callback,
                              uncond_condition=uncond, guidance_scale=float(guidance_scale),
                              condition_mask=self.network_mask(first),
-                             uncond_mask=None if second is None else self.network_mask(second))
+                             uncond_mask=None if second is None else self.network_mask(second),
+                             proposal=proposal, certain=certain, gamma=gamma, stats=stats)
 
     @torch.no_grad()
     def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -70,14 +70,15 @@ class OriginalDenoiserAPI:
 
     @torch.no_grad()
     def sample_single_scale(self, c_indices, scale, temp_x, steps, temperature=None, callback=None,
-                            top_k=None, cond=None, guide=None, generator=None, use_cache=True):
+                            top_k=None, cond=None, guide=None, generator=None, use_cache=True, gamma=0):
         """The original's name for :meth:`sample_x_prev` (x_t = ``c_indices``, t = ``scale``);
-        ``top_k=None`` means the config's ``top_k`` (the original silently used 100)."""
+        ``top_k=None`` means the config's ``top_k`` (the original silently used 100). Token by token
+        by default, so a seed draws what the original draws; ``gamma`` > 0 verifies x_t drafts."""
         if temp_x is not None:
             raise ValueError("temp_x is not supported (the original dropped it too)")
         return self.sample_x_prev(c_indices, scale, cond, temperature=1.0 if temperature is None else temperature,
                                   top_k=self.resolve_top_k(top_k), guide=guide, generator=generator,
-                                  use_cache=use_cache, callback=callback, steps=steps)
+                                  use_cache=use_cache, callback=callback, steps=steps, gamma=gamma)
 
     @torch.no_grad()
     def decode_to_img(self, index, zshape):

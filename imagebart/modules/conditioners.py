@@ -50,6 +50,14 @@ class ClassProvider(nn.Module):
         """(B, 1) null tokens: the unconditional input."""
         return torch.full((batch_size, 1), self.null_token, dtype=torch.long, device=device)
 
+    # what the denoiser checks
+
+    condition_length = 1  # encoder positions a label takes
+
+    def vocabulary_needed(self, with_null: bool = False) -> int:
+        """Encoder ids the labels use (0 when ``n_classes`` is unknown), the null token included if asked."""
+        return self.null_token + 1 if with_null else int(self.n_classes or 0)
+
 
 def drop_condition(cond: torch.Tensor, null: torch.Tensor, prob: float,
                    generator: Optional[torch.Generator] = None) -> torch.Tensor:

@@ -86,9 +86,8 @@ class TextProvider(nn.Module):
 
     condition_length = property(lambda self: self.max_length)  # encoder positions a caption takes
 
-    @property
-    def vocabulary_needed(self) -> int:
-        """Encoder ids the captions use: offset + the tokenizer's vocabulary."""
+    def vocabulary_needed(self, with_null: bool = False) -> int:
+        """Encoder ids the captions use: offset + the tokenizer's vocabulary (which holds the null caption's)."""
         return self.offset + self.vocab_size
 
     # captions -> tokens

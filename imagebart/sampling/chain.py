@@ -24,7 +24,9 @@ from imagebart.loading import load_denoiser
 from imagebart.modules.conditioners import ClassProvider
 from imagebart.modules.text import TextProvider
 from imagebart.sampling.config import SamplingConfig, load_sampling_config
-from imagebart.util import check_positive_int, default_device, is_integer, is_number
+from imagebart.sampling.schedules import (check_gamma, check_guidance_scale, check_temperature, check_top_k,
+                                           resolve_schedule)
+from imagebart.util import check_positive_int, default_device, is_integer
 
 logger = logging.getLogger(__name__)
 
@@ -55,45 +57,6 @@ def first_stage_detached(model):
         yield model
     finally:
         model._modules["first_stage_model"] = first_stage
-
-
-# schedules
-
-
-def resolve_schedule(value, n_scales: int, name: str, check: Callable[[Any], Any]) -> list:
-    """One value or a list of ``n_scales`` values (sampling order) -> a list, each passed through ``check``."""
-    if hasattr(value, "tolist"):  # tensors, numpy arrays and scalars (e.g. np.linspace schedules)
-        value = value.tolist()
-    if isinstance(value, (list, tuple)):
-        if len(value) != n_scales:
-            raise ValueError(f"{name} must be one value or a list of {n_scales} values (one per scale, in "
-                             f"sampling order: scale {n_scales} first), got {len(value)} values {list(value)}")
-        values = list(value)
-    else:
-        values = [value] * n_scales
-    return [check(v) for v in values]
-
-
-def _check_top_k(value):
-    if value is None:
-        return None
-    if not is_number(value) or not float(value).is_integer():
-        raise ValueError(f"top_k values must be positive integers (or None for the config's), got {value!r}")
-    if int(value) < 1:
-        raise ValueError(f"top_k values must be >= 1, got {value!r}")
-    return int(value)
-
-
-def _check_temperature(value):
-    if not is_number(value) or not value > 0:
-        raise ValueError(f"temperature values must be numbers > 0, got {value!r}")
-    return float(value)
-
-
-def _check_guidance_scale(value):
-    if not is_number(value) or not value >= 0:
-        raise ValueError(f"guidance_scale values must be numbers >= 0 (1: plain conditional sampling), got {value!r}")
-    return float(value)
 
 
 def _text_setup(model) -> tuple:
@@ -252,17 +215,21 @@ class ImageBARTChain:
 
     def top_k_schedule(self, top_k=None) -> list:
         """Effective top-k per scale in sampling order (None: each config's ``top_k``; capped at K)."""
-        values = resolve_schedule(top_k, self.n_scales, "top_k", _check_top_k)
+        values = resolve_schedule(top_k, self.n_scales, "top_k", check_top_k)
         return [self.models[t - 1].resolve_top_k(k) for t, k in zip(range(self.n_scales, 0, -1), values)]
 
     def temperature_schedule(self, temperature=1.0) -> list:
         """Temperature per scale in sampling order."""
-        return resolve_schedule(temperature, self.n_scales, "temperature", _check_temperature)
+        return resolve_schedule(temperature, self.n_scales, "temperature", check_temperature)
+
+    def gamma_schedule(self, gamma=None) -> list:
+        """Drafts verified per decoder pass, per scale in sampling order (None: each scale's default)."""
+        return resolve_schedule(gamma, self.n_scales, "gamma", check_gamma)
 
     def guidance_schedule(self, guidance_scale=1.0) -> list:
         """Classifier-free guidance scale per scale in sampling order; every scale guided (s != 1) must
         have been trained with ``cond_drop_prob``."""
-        values = resolve_schedule(guidance_scale, self.n_scales, "guidance_scale", _check_guidance_scale)
+        values = resolve_schedule(guidance_scale, self.n_scales, "guidance_scale", check_guidance_scale)
         for t, value in zip(range(self.n_scales, 0, -1), values):
             if value != 1:
                 self.models[t - 1].check_guidance(f"scale {t} ({self.sources[t - 1]})")
@@ -348,13 +315,14 @@ class ImageBARTChain:
     def sample(self, batch_size: int, top_k=None, temperature=1.0, class_label: ClassLabel = None,
                generator: Optional[torch.Generator] = None, return_intermediates: bool = False,
                progress: Optional[Progress] = None, use_cache: bool = True, guidance_scale=1.0,
-               caption=None) -> SampleResult:
+               caption=None, gamma=None) -> SampleResult:
         """Sample ``batch_size`` images: x_T uniform, t = T..1 with per-scale top-k / temperature, decode.
 
         ``top_k``/``temperature``/``guidance_scale``: one value or one per scale in sampling order
         (scale T first). ``guidance_scale`` s: classifier-free guidance, l_u + s·(l_c - l_u); 1 (the
         default) is plain conditional sampling, 0 the unconditional branch alone. ``caption``
-        (text-conditional chains): one string for the batch, or one per image.
+        (text-conditional chains): one string for the batch, or one per image. ``gamma``: x_t drafts
+        verified per decoder pass (exact speculative decoding; None: the default, 0: token by token).
         ``progress(t, step, steps)`` is called before each token of scale t and once with
         ``step == steps`` when the scale is done. Draws come from ``generator`` (on the chain's
         device, see :meth:`make_generator`), so a seeded generator reproduces a run.
@@ -366,6 +334,7 @@ class ImageBARTChain:
         top_ks = self.top_k_schedule(top_k)
         temperatures = self.temperature_schedule(temperature)
         guidances = self.guidance_schedule(guidance_scale)
+        gammas = self.gamma_schedule(gamma)
         cond, labels, captions = self.condition(class_label, caption, batch_size, generator)  # cond (B, C)
         steps = self.tokens_per_image
 
@@ -378,7 +347,7 @@ class ImageBARTChain:
             callback = None if progress is None else (lambda step, t=t: progress(t, step, steps))
             x_t = model.sample_x_prev(x_t, t_batch, cond, temperature=temperatures[i], top_k=top_ks[i],
                                       generator=generator, use_cache=use_cache, callback=callback,
-                                      guidance_scale=guidances[i])  # x_{t-1} (B, L)
+                                      guidance_scale=guidances[i], gamma=gammas[i])  # x_{t-1} (B, L)
             if progress is not None:
                 progress(t, steps, steps)
             if return_intermediates:

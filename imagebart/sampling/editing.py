@@ -37,7 +37,7 @@ from typing import Callable, List, Optional, Sequence, Union
 import torch
 
 from imagebart.diffusion.multinomial import q_sample_chain, q_sample_step
-from imagebart.sampling.chain import resolve_schedule
+from imagebart.sampling.schedules import resolve_schedule
 from imagebart.sampling.masks import feathered, token_keep_mask
 from imagebart.util import check_positive_int
 
@@ -71,18 +71,6 @@ def default_chain_lengths(redraw_prob, n_scales: int) -> list:
     return [1] + [5] * (n_scales - 1)
 
 
-def keep_guide(x0: torch.Tensor, keep: torch.Tensor, vocabulary: int) -> torch.Tensor:
-    """Additive logits (B, L, V): 0 / -inf forcing x0 at kept positions (keep (B, L) bool), 0 at
-    edited ones. V is the network's output vocabulary (K, or more when a config says so).
-
-    The sampler adds them before temperature and top-k; -inf stays -inf under both, so only the
-    clean token survives at a kept position and it is drawn with probability 1.
-    """
-    guide = torch.zeros(*x0.shape, vocabulary, device=x0.device)  # (B, L, V)
-    forced = torch.full_like(guide, float("-inf")).scatter_(-1, x0[..., None], 0.0)  # (B, L, V)
-    return torch.where(keep[..., None], forced, guide)
-
-
 def _clean_tokens(chain, images) -> torch.Tensor:
     """x_0 (B, L): encode images (B, 3, H, W) in [-1, 1], or check given tokens."""
     images = torch.as_tensor(images)
@@ -108,7 +96,7 @@ def _clean_tokens(chain, images) -> torch.Tensor:
 def edit(chain, images, mask, top_k: PerScale = None, temperature: PerScale = 1.0,
          chain_length: PerScale = 1, class_label=None, generator: Optional[torch.Generator] = None,
          progress: Optional[Progress] = None, return_intermediates: bool = False,
-         use_cache: bool = True, guidance_scale: PerScale = 1.0, caption=None) -> EditResult:
+         use_cache: bool = True, guidance_scale: PerScale = 1.0, caption=None, gamma: PerScale = None) -> EditResult:
     """Regenerate the masked-out region of ``images`` with ``chain`` (see the module docstring).
 
     images: (B, 3, H, W) in [-1, 1], or clean tokens x0 (B, L). mask: 1 = keep, 0 = edit, at
@@ -116,7 +104,8 @@ def edit(chain, images, mask, top_k: PerScale = None, temperature: PerScale = 1.
     ``class_label`` (conditional chains): the target class, one per image, or "random";
     ``caption`` (text-conditional chains): the new caption, one or one per image, so the whole image
     matches it (text-guided local modification). ``guidance_scale`` (per scale, sampling order)
-    steers the edit towards the class or caption by classifier-free guidance.
+    steers the edit towards the class or caption by classifier-free guidance. ``gamma``: drafts per
+    decoder pass, as in :meth:`ImageBARTChain.sample`; kept positions are drafts accepted for sure.
     ``progress(t, step, steps)`` counts the token steps of all passes at scale t and is called
     once more with ``step == steps`` when the scale is done. With the same ``generator`` state,
     an all-edit mask and chain length 1 give exactly :meth:`ImageBARTChain.sample`'s tokens.
@@ -129,12 +118,14 @@ def edit(chain, images, mask, top_k: PerScale = None, temperature: PerScale = 1.
     top_ks = chain.top_k_schedule(top_k)
     temperatures = chain.temperature_schedule(temperature)
     guidances = chain.guidance_schedule(guidance_scale)
+    gammas = chain.gamma_schedule(gamma)
     lengths = resolve_schedule(chain_length, n_scales, "chain_length",
                                lambda n: check_positive_int("chain_length values", n))
 
     x0 = _clean_tokens(chain, images)  # (B, L)
     b = x0.shape[0]
     keep = token_keep_mask(mask, b, chain.latent_shape).to(x0.device)  # (B, L) bool
+    known = torch.where(keep, x0, -1)  # (B, L): the tokens every scale keeps, -1 where it samples
     cond, labels, captions = chain.condition(class_label, caption, b, generator)  # drawn first, as sample() does
 
     noise = torch.randint(0, num_codes, (b, length), generator=generator, device=x0.device)  # (B, L)
@@ -144,7 +135,6 @@ def edit(chain, images, mask, top_k: PerScale = None, temperature: PerScale = 1.
         model = chain.model_for_scale(t)
         t_batch = torch.full((b,), t, dtype=torch.long, device=x0.device)  # (B,)
         beta_t = float(model.schedule.betas[t])  # the original read it at model.single_scale
-        guide = keep_guide(x0, keep, model.transformer.output_vocabulary)  # (B, L, V)
         n = lengths[step]
         for i in range(n):
             if i > 0:  # run the scale again on a partly re-noised copy of its own output
@@ -153,7 +143,7 @@ def edit(chain, images, mask, top_k: PerScale = None, temperature: PerScale = 1.
             if progress is not None:
                 callback = (lambda j, t=t, i=i, n=n: progress(t, i * length + j, n * length))
             x = model.sample_x_prev(x, t_batch, cond, temperature=temperatures[step], top_k=top_ks[step],
-                                    guide=guide, generator=generator, use_cache=use_cache,
+                                    known=known, generator=generator, use_cache=use_cache, gamma=gammas[step],
                                     callback=callback, guidance_scale=guidances[step])  # x_{t-1} (B, L)
         if progress is not None:
             progress(t, n * length, n * length)

@@ -72,7 +72,10 @@ def test_seed_reproduces_a_run(chain):
 
 
 def test_cached_and_uncached_chain_agree(chain):
-    assert torch.equal(sample(chain, seed=4).tokens, sample(chain, seed=4, use_cache=False).tokens)
+    """Token by token, the KV cache changes nothing; speculative passes (the default) draw otherwise."""
+    cached = sample(chain, seed=4, gamma=0).tokens
+    assert torch.equal(cached, sample(chain, seed=4, use_cache=False).tokens)
+    assert not torch.equal(cached, sample(chain, seed=4).tokens)
 
 
 def test_temperature_schedule_is_per_scale_in_sampling_order(chain):
@@ -119,12 +122,13 @@ def test_ema_weights_are_used(chain_dir, chain):
 
 def test_class_conditional_chain(class_chain):
     assert class_chain.is_conditional and class_chain.n_classes == N_CLASSES
-    a = sample(class_chain, seed=3, class_label=[1, 4])
-    b = sample(class_chain, seed=3, class_label=[1, 7])
+    # token by token, each row's draws are its own (speculative rows advance together)
+    a = sample(class_chain, seed=3, class_label=[1, 4], gamma=0)
+    b = sample(class_chain, seed=3, class_label=[1, 7], gamma=0)
     assert a.class_label.tolist() == [1, 4]
     assert torch.equal(a.tokens[0], b.tokens[0])  # same label, same draws
     assert not torch.equal(a.tokens[1], b.tokens[1])  # the label of image 1 is used for image 1
-    same = sample(class_chain, seed=3, class_label=1)
+    same = sample(class_chain, seed=3, class_label=1, gamma=0)
     assert same.class_label.tolist() == [1, 1] and torch.equal(same.tokens[0], a.tokens[0])
     random = sample(class_chain, seed=3, b=6, class_label="random")
     assert random.class_label.shape == (6,) and 0 <= int(random.class_label.min())

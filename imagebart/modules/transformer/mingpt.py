@@ -213,6 +213,11 @@ class GPT(nn.Module):
         return logits, cache
 
     @staticmethod
+    def rewind_cache(cache: torch.Tensor, n: int) -> torch.Tensor:
+        """Forget the last ``n`` positions (rejected drafts); returns the shortened cache."""
+        return cache if n <= 0 else cache[..., :cache.shape[-2] - n, :]
+
+    @staticmethod
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)

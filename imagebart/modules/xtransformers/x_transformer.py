@@ -11,7 +11,8 @@ positions, ``to_logits`` with bias); original-format state dicts are renamed by
 
 The denoising-network interface (shared with :class:`imagebart.modules.transformer.mingpt.GPT`):
 ``input_vocabulary`` / ``output_vocabulary``, ``reads_x_t``, ``check_fits(length, n_cond)``,
-``teacher_forced(condition, x_prev)`` and ``decode_step(condition, new, cache)``, where
+``teacher_forced(condition, x_prev)``, ``decode_step(condition, new, cache)`` and
+``rewind_cache(cache, n)``, where
 ``condition`` is the encoder input ``[t, (cond…), x_t]``.
 
 einops axes: b batch, n / s decoder / encoder positions, d model width, k codes (K).
@@ -241,6 +242,19 @@ class XTransformer(nn.Module):
         logits, layers = self.decoder(tgt, context=context, context_mask=condition_mask, cache=layers,
                                       return_intermediates=True, **extra)  # (b, m, k)
         return self.add_residual(logits, condition, offset), EncoderDecoderCache(context, layers)
+
+    @staticmethod
+    def rewind_cache(cache: EncoderDecoderCache, n: int) -> EncoderDecoderCache:
+        """Forget the last ``n`` decoder positions (rejected drafts); self-attention K/V are cut
+        (in place), cross-attention K/V (the encoder's) stay. Returns the cache."""
+        if n <= 0:
+            return cache
+        keep = cache.length - n
+        for inter in cache.layers.attn_intermediates:
+            if inter.layer_type == "a":
+                inter.cached_kv = tuple(kv[..., :keep, :] for kv in inter.cached_kv)
+        cache.layers.cache_length = keep
+        return cache
 
 
 # residual-scaled variant
