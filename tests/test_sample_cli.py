@@ -51,6 +51,23 @@ def test_writes_images_grid_tokens_and_settings(sampling_yaml, tmp_path):
     assert np.array_equal(again.tokens.numpy(), tokens[2:4])
 
 
+def test_speculative_decoding_options(sampling_yaml, tmp_path):
+    """--no_speculative is gamma 0: token by token, the plain cached sampler's draws; both are recorded."""
+    runs = {}
+    for name, extra in (("default", []), ("off", ["--no_speculative"]), ("zero", ["--gamma", "0"]),
+                        ("per_scale", ["--gamma", "3,2,1"])):
+        out = tmp_path / name
+        assert main(args(sampling_yaml, out, "-n", "3", "--seed", "2", *extra)) == 0
+        runs[name] = (np.load(out / "tokens.npz")["tokens"], json.loads((out / "settings.json").read_text()))
+    assert runs["default"][1]["gamma"] == [0, 6, 6]  # scale T is decoder-only: token by token
+    assert runs["off"][1]["gamma"] == runs["zero"][1]["gamma"] == [0, 0, 0]
+    assert runs["per_scale"][1]["gamma"] == [0, 2, 1]
+    assert np.array_equal(runs["off"][0], runs["zero"][0])
+    chain = ImageBARTChain.from_sampling_config(sampling_yaml, device="cpu")
+    plain = chain.sample(3, generator=chain.make_generator(batch_seed(2, 0)), gamma=0)
+    assert np.array_equal(runs["off"][0], plain.tokens.numpy())
+
+
 def test_resume_redoes_only_missing_images(sampling_yaml, tmp_path):
     out = tmp_path / "run"
     run = args(sampling_yaml, out, "-n", "4", "--batch_size", "2", "--seed", "1")

@@ -207,6 +207,25 @@ def parse_guidance_scale(text: str):
     return value
 
 
+def add_decoding_arguments(parser) -> None:
+    """``--gamma`` / ``--no_speculative``: how many x_t drafts a decoder pass verifies (exact either way)."""
+    parser.add_argument("--gamma", default=None,
+                        help="x_t drafts each decoder pass verifies on encoder-decoder scales (exact speculative "
+                             "decoding), one value or one per scale in sampling order; default: 6")
+    parser.add_argument("--no_speculative", action="store_true",
+                        help="decode token by token (gamma 0): each image's draws then do not depend on the "
+                             "other images of its batch")
+
+
+def parse_gamma(args):
+    """The chain's ``gamma`` from ``--gamma`` / ``--no_speculative`` (None: each scale's default)."""
+    if args.no_speculative:
+        if args.gamma is not None:
+            raise ValueError("--gamma and --no_speculative contradict each other; pass one")
+        return 0
+    return per_scale_option(args.gamma, "--gamma", integer=True)
+
+
 def add_table_arguments(parser, guidance_scales: str) -> None:
     """The options every measurement table shares: guidance scales, batching, seed, device, output."""
     parser.add_argument("--guidance_scales", default=guidance_scales, help="comma-separated guidance scales")

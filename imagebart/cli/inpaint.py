@@ -38,9 +38,11 @@ import torch
 
 from imagebart.cli.common import (
     add_checkpoint_record_argument,
+    add_decoding_arguments,
     add_guidance_argument,
     check_outdir,
     parse_class_label,
+    parse_gamma,
     parse_guidance_scale,
     per_scale_option,
     resolve_device,
@@ -79,6 +81,7 @@ def get_parser() -> argparse.ArgumentParser:
                         help="text-conditional chains: the new caption the whole image should match (text-guided "
                              "local modification)")
     add_guidance_argument(parser)
+    add_decoding_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--outdir", type=Path, default=Path("outputs/inpaint"))
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -125,14 +128,14 @@ def check_mask_edits(mask: torch.Tensor, spec: str, latent_shape) -> None:
 
 
 def image_settings(args, path: Path, batch_size: int, chain, top_k, temperature, chain_length,
-                   class_label, device, guidance_scale=1.0) -> dict:
+                   class_label, device, guidance_scale=1.0, gamma=None) -> dict:
     """Everything that determines one image's samples (checked on resume)."""
     return {"image": path.name, "image_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
             "mask": args.mask, "mask_sha256": (hashlib.sha256(Path(args.mask).read_bytes()).hexdigest()
                                                if Path(args.mask).is_file() else None),
             "n_samples": args.n_samples, "batch_size": batch_size, "top_k": chain.top_k_schedule(top_k),
             "temperature": chain.temperature_schedule(temperature), "chain_length": chain_length,
-            "guidance_scale": chain.guidance_schedule(guidance_scale),
+            "guidance_scale": chain.guidance_schedule(guidance_scale), "gamma": chain.gamma_schedule(gamma),
             **({"caption": args.caption} if args.caption is not None else {}),
             "class_label": class_label, "seed": args.seed, "batch_seeds": "numpy SeedSequence([seed, batch]) per image",
             "paste_back": not args.no_paste_back,
@@ -154,6 +157,7 @@ def run(args: argparse.Namespace) -> list:
     chain_length = per_scale_option(args.chain_length, "--chain_length", integer=True)
     class_label = parse_class_label(args.class_label)
     guidance_scale = parse_guidance_scale(args.guidance_scale)
+    gamma = parse_gamma(args)
     device = resolve_device(args.device)
     check_outdir(args.outdir)
     paths = list_images(args.image)
@@ -174,7 +178,7 @@ def run(args: argparse.Namespace) -> list:
         image_tensor(path, size)  # every picture checked before any work (kept in memory one at a time)
     plans = [(path, output_folder(args.outdir, path),
               image_settings(args, path, batch_size, chain, top_k, temperature, chain_length, class_label, device,
-                             guidance_scale))
+                             guidance_scale, gamma))
              for path in paths]
     logger.info("%d image(s), %dx%d, mask %s keeps %.0f%% of the pixels", len(paths), size, size, args.mask,
                 100 * float(mask.mean()))
@@ -185,7 +189,7 @@ def run(args: argparse.Namespace) -> list:
         for path, folder, settings in plans:
             edit_one(chain, image_tensor(path, size), mask, folder, settings, args.n_samples, batch_size,
                      dict(top_k=top_k, temperature=temperature, chain_length=chain_length, class_label=class_label,
-                          guidance_scale=guidance_scale, caption=args.caption))
+                          guidance_scale=guidance_scale, caption=args.caption, gamma=gamma))
     return [folder for _, folder, _ in plans]
 
 

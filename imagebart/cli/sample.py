@@ -10,8 +10,10 @@ from typing import Optional, Sequence
 
 from imagebart.cli.common import (
     add_checkpoint_record_argument,
+    add_decoding_arguments,
     add_guidance_argument,
     check_outdir,
+    parse_gamma,
     parse_guidance_scale,
     parse_class_label,
     per_scale_option,
@@ -44,6 +46,7 @@ def get_parser() -> argparse.ArgumentParser:
                         help="text-conditional chains: the caption; repeat the option for several (cycled over "
                              "the images)")
     add_guidance_argument(parser)
+    add_decoding_arguments(parser)
     parser.add_argument("--outdir", default="samples", help="output folder (default: ./samples)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--precision", default="32", choices=PRECISIONS,
@@ -98,6 +101,7 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError("--temperature needs a number (or one per scale)")
     class_label = parse_class_label(args.class_label)
     guidance_scale = parse_guidance_scale(args.guidance_scale)
+    gamma = parse_gamma(args)
     if (args.acceptance_rate is None) != (args.classifier is None):
         raise ValueError("--acceptance_rate and --classifier go together: the classifier scores the samples the "
                          "rate selects from")
@@ -119,7 +123,7 @@ def run(args: argparse.Namespace) -> dict:
                          "a comma-separated list, random or balanced)")
     settings = sampling_settings(chain, paths, args.n_samples, args.batch_size, args.seed, top_k, temperature,
                                  class_label, args.precision, not args.no_cache, not args.no_ema, args.offload,
-                                 guidance_scale, caption)
+                                 guidance_scale, caption, gamma)
     labels = balanced_labels(chain, class_label, args.n_samples)
     if classifier is not None:
         settings.update(acceptance_rate=args.acceptance_rate, classifier=args.classifier)
@@ -128,11 +132,11 @@ def run(args: argparse.Namespace) -> dict:
                                        npz=args.npz, progress_for_batch=tqdm_progress,
                                        classifier_name=f"--classifier {args.classifier}", top_k=top_k,
                                        temperature=temperature, guidance_scale=guidance_scale,
-                                       use_cache=not args.no_cache)
+                                       use_cache=not args.no_cache, gamma=gamma)
     return run_sampling(chain, args.outdir, args.n_samples, args.batch_size, args.seed, top_k=top_k,
                         temperature=temperature, guidance_scale=guidance_scale, class_label=labels, caption=caption,
                         precision=args.precision, use_cache=not args.no_cache, settings=settings,
-                        progress_for_batch=tqdm_progress, npz=args.npz)
+                        progress_for_batch=tqdm_progress, npz=args.npz, gamma=gamma)
 
 
 def balanced_labels(chain, class_label, n: int):

@@ -207,7 +207,7 @@ def pid_alive(pid: int) -> bool:
 
 def sampling_settings(chain, sampling_config, n: int, batch_size: int, seed: int, top_k, temperature,
                       class_label, precision: str, use_cache: bool, ema: bool, offload: bool,
-                      guidance_scale=1.0, caption=None) -> dict:
+                      guidance_scale=1.0, caption=None, gamma=None) -> dict:
     """Everything that determines the samples, with the per-scale schedules resolved."""
     return {
         "sampling_config": str(sampling_config.source),
@@ -219,6 +219,7 @@ def sampling_settings(chain, sampling_config, n: int, batch_size: int, seed: int
         "top_k": chain.top_k_schedule(top_k),
         "temperature": chain.temperature_schedule(temperature),
         "guidance_scale": chain.guidance_schedule(guidance_scale),
+        "gamma": chain.gamma_schedule(gamma) if use_cache else [0] * chain.n_scales,
         "class_label": class_label,
         **({"caption": caption} if caption is not None else {}),
         "device": chain.device.type, "precision": precision, "use_cache": use_cache, "ema": ema,
@@ -254,7 +255,7 @@ def drop_stale_markers(batches_dir: Path, pattern: str = "batch_*.npz") -> None:
 def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, temperature=1.0,
                  class_label=None, precision: str = "32", use_cache: bool = True,
                  settings: Optional[dict] = None, progress_for_batch: Optional[Callable] = None,
-                 npz: bool = False, guidance_scale=1.0, caption=None) -> dict:
+                 npz: bool = False, guidance_scale=1.0, caption=None, gamma=None) -> dict:
     """Sample ``n`` images in batches into ``outdir`` (resuming a previous run); returns a summary.
 
     ``caption`` (text-conditional chains): one string, or a list cycled over the images.
@@ -273,6 +274,7 @@ def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, 
     chain.top_k_schedule(top_k)
     chain.temperature_schedule(temperature)
     chain.guidance_schedule(guidance_scale)
+    chain.gamma_schedule(gamma)
     chain.class_tokens(labels_for_batch(class_label, 0, min(n, batch_size)), min(n, batch_size),
                        chain.make_generator(0))
     chain.caption_tokens(labels_for_batch(caption, 0, min(n, batch_size)), min(n, batch_size))
@@ -286,17 +288,20 @@ def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, 
         resumed = check_or_write_settings(outdir, settings or {})
         samples_dir.mkdir(parents=True, exist_ok=True)
         batches_dir.mkdir(parents=True, exist_ok=True)
-        counts = _sample_batches(chain, outdir, n, batch_size, seed, top_k, temperature, class_label, precision,
-                                 use_cache, progress_for_batch, guidance_scale, caption)
+        draw = dict(top_k=top_k, temperature=temperature, guidance_scale=guidance_scale, use_cache=use_cache,
+                    gamma=gamma)
+        counts = _sample_batches(chain, outdir, n, batch_size, seed, class_label, caption, precision, draw,
+                                 progress_for_batch)
         _write_totals(chain, outdir, n, batch_size, npz)
     summary = {"outdir": str(outdir), "resumed": resumed, **counts}
     logger.info("%s", summary)
     return summary
 
 
-def _sample_batches(chain, outdir: Path, n, batch_size, seed, top_k, temperature, class_label, precision,
-                    use_cache, progress_for_batch, guidance_scale=1.0, caption=None) -> dict:
-    """Sample every batch whose marker or PNGs are missing or damaged; write only those PNGs."""
+def _sample_batches(chain, outdir: Path, n, batch_size, seed, class_label, caption, precision, draw: dict,
+                    progress_for_batch) -> dict:
+    """Sample every batch whose marker or PNGs are missing or damaged; write only those PNGs.
+    ``draw``: the keyword arguments every batch passes to :meth:`ImageBARTChain.sample`."""
     samples_dir, batches_dir = outdir / "samples", outdir / "batches"
     n_batches = math.ceil(n / batch_size)
     done, sampled, written = 0, 0, 0
@@ -314,11 +319,9 @@ def _sample_batches(chain, outdir: Path, n, batch_size, seed, top_k, temperature
                 logger.warning("%s is damaged (a run killed while writing it?); writing it again", path)
         progress = progress_for_batch(index, n_batches) if progress_for_batch is not None else None
         with precision_context(chain.device, precision):
-            result = chain.sample(stop - start, top_k=top_k, temperature=temperature,
-                                  class_label=labels_for_batch(class_label, start, stop),
+            result = chain.sample(stop - start, class_label=labels_for_batch(class_label, start, stop),
                                   caption=labels_for_batch(caption, start, stop),
-                                  generator=chain.make_generator(batch_seed(seed, index)),
-                                  progress=progress, use_cache=use_cache, guidance_scale=guidance_scale)
+                                  generator=chain.make_generator(batch_seed(seed, index)), progress=progress, **draw)
         tokens = result.tokens.cpu().numpy()  # (b, L)
         if previous is not None and not np.array_equal(previous, tokens):
             logger.warning("batch %d came out differently than in the interrupted run (other device or "

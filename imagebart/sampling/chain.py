@@ -223,8 +223,11 @@ class ImageBARTChain:
         return resolve_schedule(temperature, self.n_scales, "temperature", check_temperature)
 
     def gamma_schedule(self, gamma=None) -> list:
-        """Drafts verified per decoder pass, per scale in sampling order (None: each scale's default)."""
-        return resolve_schedule(gamma, self.n_scales, "gamma", check_gamma)
+        """Drafts verified per decoder pass, per scale in sampling order, as each scale will use them (None: its
+        default; a decoder-only scale draws token by token)."""
+        values = resolve_schedule(gamma, self.n_scales, "gamma", check_gamma)
+        models = [self.models[t - 1] for t in range(self.n_scales, 0, -1)]
+        return [m.default_gamma if g is None or not m.transformer.reads_x_t else g for m, g in zip(models, values)]
 
     def guidance_schedule(self, guidance_scale=1.0) -> list:
         """Classifier-free guidance scale per scale in sampling order; every scale guided (s != 1) must
