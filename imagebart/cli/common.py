@@ -215,6 +215,8 @@ def add_decoding_arguments(parser) -> None:
     parser.add_argument("--no_speculative", action="store_true",
                         help="decode token by token (gamma 0): each image's draws then do not depend on the "
                              "other images of its batch")
+    parser.add_argument("--quantize", default=None, choices=("int8",),
+                        help="CPU only: dynamic int8 linear layers (faster, not exact; see README)")
 
 
 def parse_gamma(args):

@@ -54,6 +54,7 @@ from imagebart.sampling.batch import OutdirLock, batch_seed, check_or_write_sett
 from imagebart.sampling.chain import ImageBARTChain
 from imagebart.sampling.editing import edit, paste_back
 from imagebart.sampling.masks import grey_out, parse_mask, token_keep_mask
+from imagebart.sampling.quantize import quantize_chain
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +166,7 @@ def run(args: argparse.Namespace) -> list:
         open_image(args.mask, "--mask file")  # unreadable files and decompression bombs, named
     chain = ImageBARTChain.from_sampling_config(args.config, device=device, ema=not args.no_ema,
                                                 strict=not args.ignore_checkpoint_record)
+    quantize_chain(chain, args.quantize)
     if args.caption is None and chain.is_text_conditional:
         raise ValueError('the chain is text-conditional: pass --caption "..." (what the edited image should show)')
     chain.caption_tokens(args.caption, 1)  # a caption for another kind of chain is refused here

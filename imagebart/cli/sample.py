@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> dict:
     from imagebart.sampling.acceptance_run import run_acceptance_sampling
     from imagebart.sampling.chain import ImageBARTChain
     from imagebart.sampling.config import load_sampling_config
+    from imagebart.sampling.quantize import quantize_chain
 
     if args.n_samples < 1 or args.batch_size < 1:
         raise ValueError(f"-n and --batch_size must be >= 1, got {args.n_samples} and {args.batch_size}")
@@ -115,6 +116,7 @@ def run(args: argparse.Namespace) -> dict:
     paths = load_sampling_config(args.config)
     chain = ImageBARTChain.from_sampling_config(paths, device=device, ema=not args.no_ema, offload=args.offload,
                                                 strict=not args.ignore_checkpoint_record)
+    quantize_chain(chain, args.quantize)
     caption = None if args.caption is None else (args.caption[0] if len(args.caption) == 1 else args.caption)
     if caption is None and chain.is_text_conditional:
         raise ValueError('the chain is text-conditional: pass --caption "..." (repeat it for several captions)')

@@ -78,6 +78,7 @@ class ImageBARTChain:
         self.first_stage = self.models[0].first_stage_model
         self.device = torch.device(device) if device is not None else default_device()
         self.offload = offload
+        self.quantized = None  # "int8" after imagebart.sampling.quantize.quantize_chain
         self.sources = list(sources) or [f"scale {t}" for t in range(1, self.n_scales + 1)]
         self._check()
         self.first_stage.to(self.device)
@@ -186,6 +187,7 @@ class ImageBARTChain:
                 "conditional": self.is_conditional, "n_classes": self.n_classes,
                 **({"text_conditional": True, "caption_tokens": self.models[0].conditioner.max_length}
                    if self.is_text_conditional else {}),
+                **({"quantized": self.quantized} if self.quantized else {}),
                 "scales": [{"t": t, "model": type(m).__name__, "network": type(m.transformer).__name__,
                             "weights": getattr(m, "sampling_weights", "raw"), "config_top_k": m.top_k}
                            for t, m in enumerate(self.models, start=1)]}

@@ -52,6 +52,22 @@ def _key_mask(condition_mask: torch.Tensor | None, length: int) -> torch.Tensor 
     return torch.cat((condition_mask.bool(), rest), dim=1)
 
 
+class KVCache:
+    """Keys and values of every layer for ``block_size`` positions, allocated once (at the first
+    write, in the dtype of the keys, so autocast is respected) and filled in place; ``length``
+    positions are valid, so rewinding is moving it."""
+
+    def __init__(self, block_size: int):
+        self.block_size, self.length, self.layers = block_size, 0, {}
+
+    def layer(self, i: int, like: torch.Tensor) -> torch.Tensor:
+        """Layer i's buffer (2, b, h, block_size, e), for keys shaped like ``like`` (b, h, n, e)."""
+        if i not in self.layers:
+            b, h, _, e = like.shape
+            self.layers[i] = like.new_empty(2, b, h, self.block_size, e)
+        return self.layers[i]
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head masked self-attention with a projection at the end (biases everywhere)."""
 
@@ -82,7 +98,6 @@ class CausalSelfAttention(nn.Module):
         With ``layer_past`` (2, b, h, p, e) the n new positions are p..p+n-1 and attend to the
         cached ones as well. ``key_mask`` (b, p+n) bool: False at padding, which nothing attends to.
         """
-        b, n, c = x.shape
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
         present = torch.stack((k, v))  # (2, b, h, n, e)
         past_len = 0
@@ -90,6 +105,20 @@ class CausalSelfAttention(nn.Module):
             past_len = layer_past.shape[-2]
             k = torch.cat((layer_past[0], k), dim=-2)  # (b, h, p+n, e)
             v = torch.cat((layer_past[1], v), dim=-2)
+        return self._attend(q, k, v, past_len, key_mask), present
+
+    def step(self, x: torch.Tensor, cache: "KVCache", layer: int, key_mask: torch.Tensor | None = None):
+        """Incremental decoding into a preallocated cache: this call's K/V are written in place at
+        positions ``cache.length``.., no concatenation. Output (b, n, c)."""
+        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+        start, end = cache.length, cache.length + x.shape[1]
+        kv = cache.layer(layer, k)  # (2, b, h, block_size, e)
+        kv[0, :, :, start:end], kv[1, :, :, start:end] = k, v
+        return self._attend(q, kv[0, :, :, :end], kv[1, :, :, :end], start, key_mask)
+
+    def _attend(self, q, k, v, past_len: int, key_mask):
+        """Scaled dot-product attention of the n new queries over the p+n keys, then the projection."""
+        b, _, n, _ = q.shape
         attn_mask, is_causal = None, False
         if n > 1:  # a single new query may see every cached position anyway
             if past_len == 0 and self.n_unmasked == 0 and key_mask is None:
@@ -103,8 +132,8 @@ class CausalSelfAttention(nn.Module):
             q, k, v, attn_mask=attn_mask, is_causal=is_causal,
             dropout_p=self.attn_pdrop if self.training else 0.0,
         )  # (b, h, n, e)
-        y = y.transpose(1, 2).reshape(b, n, c)  # (b, n, c)
-        return self.resid_drop(self.proj(y)), present
+        y = y.transpose(1, 2).reshape(b, n, -1)  # (b, n, c)
+        return self.resid_drop(self.proj(y))
 
 
 class Block(nn.Module):
@@ -130,6 +159,10 @@ class Block(nn.Module):
         x = x + attn
         x = x + self.mlp(self.ln2(x))
         return x, present
+
+    def step(self, x: torch.Tensor, cache: "KVCache", layer: int, key_mask: torch.Tensor | None = None):
+        x = x + self.attn.step(self.ln1(x), cache, layer, key_mask)
+        return x + self.mlp(self.ln2(x))
 
 
 class GPT(nn.Module):
@@ -200,22 +233,28 @@ class GPT(nn.Module):
         return logits[:, condition.shape[1] - 1:]
 
     @torch.no_grad()
-    def decode_step(self, condition: torch.Tensor, new: torch.Tensor, cache: torch.Tensor | None = None,
+    def decode_step(self, condition: torch.Tensor, new: torch.Tensor, cache: KVCache | None = None,
                     condition_mask: torch.Tensor | None = None):
         """Logits (b, m, k) for the inputs fed now (the prefix and ``new`` on the first call,
-        ``new`` after that) and the extended K/V cache (n_layer, 2, b, h, n, e).
-        ``condition_mask`` (b, C) bool, the same at every call: False at padding in the prefix."""
+        ``new`` after that) and the cache (:class:`KVCache`, preallocated for ``block_size``
+        positions and written in place). ``condition_mask`` (b, C) bool, the same at every call:
+        False at padding in the prefix."""
         idx = torch.cat((condition, new), dim=1) if cache is None else new
-        cached = 0 if cache is None else cache.shape[-2]
-        logits, _, present = self.forward_with_past(idx, past=cache,
-                                                    key_mask=_key_mask(condition_mask, cached + idx.shape[1]))
-        cache = present if cache is None else torch.cat((cache, present), dim=-2)
-        return logits, cache
+        cache = KVCache(self.block_size) if cache is None else cache
+        if cache.length > 0 and cache.length < self.n_unmasked:
+            raise ValueError(f"the first call must hold the whole bidirectional prefix (n_unmasked={self.n_unmasked})")
+        x = self._embed(idx, None, cache.length)
+        key_mask = _key_mask(condition_mask, cache.length + idx.shape[1])
+        for i, block in enumerate(self.blocks):
+            x = block.step(x, cache, i, key_mask)
+        cache.length += idx.shape[1]
+        return self._head(x, None)[0], cache
 
     @staticmethod
-    def rewind_cache(cache: torch.Tensor, n: int) -> torch.Tensor:
-        """Forget the last ``n`` positions (rejected drafts); returns the shortened cache."""
-        return cache if n <= 0 else cache[..., :cache.shape[-2] - n, :]
+    def rewind_cache(cache: KVCache, n: int) -> KVCache:
+        """Forget the last ``n`` positions (rejected drafts): only the length moves."""
+        cache.length -= max(n, 0)
+        return cache
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
