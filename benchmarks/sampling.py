@@ -1,45 +1,60 @@
-"""Sampling speed: KV-cached vs uncached token loops, at the demo and the released FFHQ sizes.
+"""Sampling speed, side by side in one process: the original's loop, token by token with a KV cache,
+exact speculative decoding, and speculative decoding with int8 weights, per scale and per image.
 
-    python benchmarks/sampling.py                          # demo and FFHQ, batch 1 and 16
-    python benchmarks/sampling.py --sizes demo --batch 1,16
-    python benchmarks/sampling.py --sizes ffhq --max_tokens 16   # CPU: time 16 tokens per scale
+    python benchmarks/sampling.py                                   # the shipped demo chain, batch 1 and 16
+    python benchmarks/sampling.py --sizes ffhq --batch 1 --max_tokens 32   # released FFHQ sizes (CPU: minutes)
+    python benchmarks/sampling.py --sizes configs/sampling/my_chain.yaml --modes cached,speculative
 
-Every scale of the chain is built from its config with random weights (the numbers do not
-depend on them) and a tiny stand-in first stage with the same token grid and codebook size;
-decoding is not timed. Each scale samples its L tokens with ``sample_single_scale`` (encoder
-once, then token by token), with ``use_cache`` on and off. With ``--max_tokens N < L`` only the
-first N/2 and N tokens are timed and the full scale is extrapolated (see :func:`extrapolate`:
-encoder pass as timed; cached: constant cost per token; uncached: a per-token cost linear in
-the position, fitted to the two timings). The table says which rows are extrapolated.
+Sizes: ``demo`` is the shipped demo chain (trained weights, so acceptance rates are real); ``ffhq``
+builds the released FFHQ 4-scale configs with random weights and a tiny stand-in first stage with
+the same token grid and codebook (decoding is not timed). The residual-scaled scales add
+log(α_t·onehot(x_t) + (1-α_t)/K) to the logits, so even random weights keep about 1-β_t of x_t
+and their acceptance rates are close to a trained model's; the decoder-only last scale has no draft.
+Any other value is a sampling config. Each scale samples from the x_t the previous scale drew.
+
+Modes: ``reference`` is the original's algorithm (encoder-decoder scales re-run the decoder over the
+whole prefix at every token; the decoder-only scale uses the original's cached minGPT loop, which
+concatenates its cache at every step); ``cached`` is ours token by token; ``speculative`` verifies
+``--gamma`` x_t drafts per decoder pass (exact); ``int8`` is speculative with dynamic int8 linear
+layers (CPU). ``bound`` is the weight-read bound at batch 1: one matvec per weight matrix a decode
+step uses, timed alone, times L. With ``--max_tokens N < L`` only the first N tokens of each scale
+are timed and the scale is extrapolated (linear per token; the reference loop: a + b·i per token,
+fitted to N/2 and N tokens); the table says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
+from torch import nn
 
 from imagebart.cli.common import resolve_device
 from imagebart.config import load_config
+from imagebart.modules.autoregressive import DEFAULT_GAMMA, filtered_probabilities
+from imagebart.sampling.chain import ImageBARTChain
+from imagebart.sampling.quantize import quantize_network
 from imagebart.util import instantiate_from_config
 
 REPO = Path(__file__).resolve().parents[1]  # the configs are read from this clone
+FFHQ = [f"configs/ffhq/4_scales/ffhq-geometric-scale{t}.yaml" for t in (1, 2, 3, 4)]
+MODES = ("reference", "cached", "speculative", "int8")
 
-SIZES = {
-    "demo": [f"configs/demo/scale{t}.yaml" for t in (1, 2, 3)],
-    "ffhq": [f"configs/ffhq/4_scales/ffhq-geometric-scale{t}.yaml" for t in (1, 2, 3, 4)],
-}
+
+# building the scales
 
 
 def stand_in_first_stage(config) -> dict:
     """A tiny VQGAN with the real one's token grid (h = w) and K codes (no remap file needed)."""
-    params = config["params"]
-    ddconfig = params["ddconfig"]
+    ddconfig = config["params"]["ddconfig"]
     side = ddconfig["resolution"] // 2 ** (len(ddconfig["ch_mult"]) - 1)
     return {"target": "imagebart.models.vqgan.VQGANWrapper",
             "params": {"embed_dim": 4, "n_embed": None, "ckpt_path": None, "remap": None, "sane_index_shape": True,
@@ -53,12 +68,25 @@ def build_scale(path: str, device: torch.device):
     model_config = OmegaConf.to_container(load_config(REPO / path).model, resolve=True)  # a private copy
     params = model_config["params"]
     transformer = params["transformer_config"]["params"]
-    codes = transformer.get("dec_num_tokens", transformer.get("vocab_size"))
     first_stage = stand_in_first_stage(params["first_stage_config"])
-    first_stage["params"]["n_embed"] = codes
+    first_stage["params"]["n_embed"] = transformer.get("dec_num_tokens", transformer.get("vocab_size"))
     params.update(first_stage_config=first_stage, ckpt_path=None, use_ema=False)
-    params.pop("conditioner_config", None)  # the FFHQ/demo chains are unconditional
+    params.pop("conditioner_config", None)  # the FFHQ chains are unconditional
     return instantiate_from_config(model_config).eval().to(device)
+
+
+def load_scales(size: str, device: torch.device) -> list:
+    """The denoisers of scale 1..T."""
+    if size == "ffhq":
+        return [build_scale(p, device) for p in FFHQ]
+    config = REPO / "configs/sampling/demo.yaml" if size == "demo" else Path(size)
+    chain = ImageBARTChain.from_sampling_config(config, device=device)
+    if chain.is_conditional or chain.is_text_conditional:
+        raise SystemExit(f"--sizes {size}: the benchmark samples unconditional chains")
+    return chain.models
+
+
+# timing
 
 
 def sync(device: torch.device) -> None:
@@ -66,120 +94,172 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_scale(model, batch: int, steps: int, use_cache: bool, device: torch.device, precision: str) -> float:
+def original_gpt_loop(model, condition, steps: int, top_k, generator) -> torch.Tensor:
+    """The original's cached minGPT sampler: the past concatenated anew at every step."""
+    x, past, tokens = condition, [], []
+    for _ in range(steps):
+        logits, _, present = model.transformer.forward_with_past(x, past=torch.cat(past, dim=-2) if past else None)
+        past.append(present)
+        x = torch.multinomial(filtered_probabilities(logits[:, -1], 1.0, top_k), 1, generator=generator)  # (B, 1)
+        tokens.append(x)
+    return torch.cat(tokens, dim=1)
+
+
+def run_scale(model, x_t, mode: str, steps: int, gamma: int, generator):
+    """(seconds, the tokens drawn (B, steps), decoding stats) for one scale in one mode."""
     t = model.single_scale
-    length = model.tokens_per_image
-    generator = torch.Generator(device=device).manual_seed(0)
-    x_t = torch.randint(0, model.num_codes, (batch, length), generator=generator, device=device)  # (B, L)
-    scale = torch.full((batch, 1), t, dtype=torch.long, device=device)  # (B, 1)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    with autocast:
-        sync(device)
-        start = time.perf_counter()
-        model.sample_single_scale(x_t, scale, None, steps=steps, generator=generator, use_cache=use_cache)
-        sync(device)
-    return time.perf_counter() - start
+    t_batch = torch.full((len(x_t),), t, dtype=torch.long, device=x_t.device)
+    top_k, stats = model.resolve_top_k(None), {}
+    sync(x_t.device)
+    start = time.perf_counter()
+    if mode == "reference" and not model.transformer.reads_x_t:
+        tokens = original_gpt_loop(model, model.network_condition(x_t, t_batch), steps, top_k, generator)
+    else:
+        tokens = model.sample_x_prev(x_t, t_batch, top_k=top_k, generator=generator, steps=steps, stats=stats,
+                                     use_cache=mode != "reference", gamma=0 if mode in ("reference", "cached") else gamma)
+    sync(x_t.device)
+    return time.perf_counter() - start, tokens, stats
 
 
-def extrapolate(encode: float, t1: float, n1: int, t2: float, n2: int, length: int, cached: bool) -> float:
-    """Seconds for all ``length`` tokens from timings of the first n1 < n2 tokens.
+def weight_read_bound(model, x_t) -> float:
+    """Seconds per decode step at batch 1 if every weight matrix the step uses is read once: one matvec
+    each, timed alone (best of 5)."""
+    used = []
+    hooks = [m.register_forward_hook(lambda m, i, o: used.append(m)) for m in model.transformer.modules()
+             if isinstance(m, nn.Linear)]
+    t_batch = torch.full((1,), model.single_scale, dtype=torch.long, device=x_t.device)
+    condition = model.network_condition(x_t[:1], t_batch)
+    _, cache = model.transformer.decode_step(condition, x_t[:1, :1])
+    used.clear()
+    model.transformer.decode_step(condition, x_t[:1, 1:2], cache)  # one step with the cache
+    for hook in hooks:
+        hook.remove()
+    total = 0.0
+    for layer in {id(m): m for m in used}.values():
+        x = torch.randn(1, layer.in_features, device=x_t.device, dtype=layer.weight.dtype)
+        best = float("inf")
+        for _ in range(5):
+            sync(x_t.device)
+            start = time.perf_counter()
+            F.linear(x, layer.weight, layer.bias)
+            sync(x_t.device)
+            best = min(best, time.perf_counter() - start)
+        total += best
+    return total
 
-    Cached: a constant cost per token (the growing attention over the cache is a small part at
-    these sizes, and a fit on a few tokens is dominated by timing noise). Uncached: token i costs
-    a + b·i (every step re-runs the whole prefix), a and b fitted to the two timings. The
-    encoder pass is taken off before and added back after.
-    """
-    d1, d2 = max(t1 - encode, 0.0), max(t2 - encode, 0.0)
-    if cached:
-        return encode + d2 / n2 * length
-    s1, s2 = n1 * (n1 + 1) / 2, n2 * (n2 + 1) / 2  # sums of i over the first n tokens
-    det = n1 * s2 - n2 * s1
-    a, b = ((d1 * s2 - d2 * s1) / det, (n1 * d2 - n2 * d1) / det) if det else (d2 / n2, 0.0)
-    if b < 0 or a < 0:  # noise: fall back to a constant cost per token
-        a, b = d2 / n2, 0.0
-    return encode + a * length + b * length * (length + 1) / 2
+
+def extrapolate(t_half: float, half: int, t_full: float, steps: int, length: int, quadratic: bool) -> float:
+    """Seconds for all ``length`` tokens from the timings of the first ``half`` < ``steps`` tokens.
+    Linear: a constant cost per token. Quadratic (the reference loop re-runs the prefix): token i
+    costs a + b·i, fitted to the two timings."""
+    if not quadratic:
+        return t_full / steps * length
+    s1, s2 = half * (half + 1) / 2, steps * (steps + 1) / 2  # sums of i over the first n tokens
+    det = half * s2 - steps * s1
+    a, b = ((t_half * s2 - t_full * s1) / det, (half * t_full - steps * t_half) / det) if det else (t_full / steps, 0.0)
+    if a < 0 or b < 0:  # noise: fall back to a constant cost per token
+        a, b = t_full / steps, 0.0
+    return a * length + b * length * (length + 1) / 2
 
 
-def bench_size(name: str, batches, max_tokens, device, precision, repeats: int):
-    models = [build_scale(p, device) for p in SIZES[name]]
-    length = models[0].tokens_per_image
+def bench(size: str, batch: int, modes, max_tokens, gamma: int, device: torch.device) -> list:
+    """One row per (mode, scale) and one per (mode, whole image)."""
+    scales = load_scales(size, device)
+    length, n_codes = scales[0].tokens_per_image, scales[0].num_codes
     steps = length if max_tokens is None else min(max_tokens, length)
-    params = sum(sum(p.numel() for p in m.transformer.parameters()) for m in models) / 1e6
+    quantized = {}
+    if "int8" in modes:
+        for model in scales:
+            quantized[id(model)] = copy.deepcopy(model)
+            quantized[id(model)].transformer = quantize_network(model.transformer)
     rows = []
-    for batch in batches:
-        for model in models:  # warm-up (allocator, kernels)
-            time_scale(model, batch, 2, True, device, precision)
-        def timed(model, n, use_cache):
-            return min(time_scale(model, batch, n, use_cache, device, precision) for _ in range(repeats))
-
-        # the encoder pass alone (same in both modes), for the extrapolation
-        encode = [timed(m, 0, True) for m in models] if steps < length else None
-        totals = {}
-        for use_cache in (True, False):
-            total = 0.0
-            for i, model in enumerate(models):
-                if steps < length:
-                    half = max(1, steps // 2)
-                    total += extrapolate(encode[i], timed(model, half, use_cache), half,
-                                         timed(model, steps, use_cache), steps, length, use_cache)
-                else:
-                    total += timed(model, length, use_cache)
-            totals[use_cache] = total
-            rows.append({"size": name, "params": params, "scales": len(models), "L": length, "batch": batch,
-                         "mode": "cached" if use_cache else "uncached", "timed": steps,
-                         "s_per_batch": total, "s_per_image": total / batch,
-                         "tokens_per_s": batch * length * len(models) / total})
-        rows[-2]["speedup"] = totals[False] / totals[True]
+    for mode in modes:
+        generator = torch.Generator(device=device).manual_seed(0)
+        x_t = torch.randint(0, n_codes, (batch, length), generator=generator, device=device)  # x_T
+        run_scale(scales[-1], x_t, "cached", 2, gamma, generator)  # warm-up
+        total = 0.0
+        for model in reversed(scales):  # t = T..1
+            model = quantized.get(id(model), model) if mode == "int8" else model
+            seconds, tokens, stats = run_scale(model, x_t, mode, steps, gamma, generator)
+            if steps < length:
+                half = max(1, steps // 2)
+                quadratic = mode == "reference" and model.transformer.reads_x_t
+                t_half = run_scale(model, x_t, mode, half, gamma, generator)[0] if quadratic else 0.0
+                seconds = extrapolate(t_half, half, seconds, steps, length, quadratic)
+            total += seconds
+            rows.append({"size": size, "batch": batch, "mode": mode, "scale": model.single_scale, "seconds": seconds,
+                         "passes": stats.get("passes", steps), "tokens": steps,
+                         "acceptance": stats["accepted"] / stats["drafted"] if stats.get("drafted") else None})
+            x_t = torch.cat((tokens, x_t[:, steps:]), dim=1)  # x_{t-1} (the untimed tail kept from x_t)
+        rows.append({"size": size, "batch": batch, "mode": mode, "scale": "image", "seconds": total})
+    if batch == 1:
+        for model in scales:
+            bound = weight_read_bound(model, torch.randint(0, n_codes, (1, length), device=device)) * length
+            rows.append({"size": size, "batch": 1, "mode": "bound", "scale": model.single_scale, "seconds": bound})
+    params = sum(sum(p.numel() for p in m.transformer.parameters()) for m in scales) / 1e6
+    for row in rows:
+        row.update(L=length, timed=steps, params_M=round(params, 1))
     return rows
 
 
-def markdown(rows, device, precision) -> str:
-    lines = [f"device: {device} ({platform.processor() or platform.machine()}, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads), precision {precision}", "",
-             "| size | params (M) | scales x L | batch | sampler | tokens timed per scale | s / batch (all scales) "
-             "| s / image | tokens / s | cached speed-up |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+# report
+
+
+def markdown(rows, device, args) -> str:
+    lines = [f"device: {device} ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
+             f"{torch.get_num_threads()} threads, fp32, gamma {args.gamma}", "",
+             "| size | batch | scale | mode | s (per batch) | s / image | decoder passes | acceptance | "
+             "vs reference | vs cached |", "|---|---|---|---|---|---|---|---|---|---|"]
+    seconds = {(r["size"], r["batch"], r["scale"], r["mode"]): r["seconds"] for r in rows}
     for r in rows:
-        timed = f"{r['timed']} of {r['L']} (extrapolated)" if r["timed"] < r["L"] else f"all {r['L']}"
-        speedup = f"{r['speedup']:.1f}x" if "speedup" in r else ""
-        lines.append(f"| {r['size']} | {r['params']:.0f} | {r['scales']} x {r['L']} | {r['batch']} | {r['mode']} | "
-                     f"{timed} | {r['s_per_batch']:.2f} | {r['s_per_image']:.3f} | {r['tokens_per_s']:.0f} | "
-                     f"{speedup} |")
+        key = (r["size"], r["batch"], r["scale"])
+        ratio = {m: (f"{seconds[key + (m,)] / r['seconds']:.1f}x" if key + (m,) in seconds and r["mode"] != m else "")
+                 for m in ("reference", "cached")}
+        scale = r["scale"] if r["scale"] == "image" else f"{r['scale']}"
+        timed = f" ({r['timed']} of {r['L']} timed)" if r["timed"] < r["L"] and r["mode"] != "bound" else ""
+        passes = f"{r['passes']} for {r['tokens']}" if "passes" in r else ""
+        acceptance = f"{r['acceptance']:.2f}" if r.get("acceptance") is not None else ""
+        lines.append(f"| {r['size']} ({r['params_M']}M) | {r['batch']} | {scale} | {r['mode']}{timed} | "
+                     f"{r['seconds']:.2f} | {r['seconds'] / r['batch']:.3f} | {passes} | {acceptance} | "
+                     f"{ratio['reference']} | {ratio['cached']} |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="demo,ffhq", help=f"comma-separated, from {sorted(SIZES)}")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--sizes", default="demo", help="comma-separated: demo, ffhq, or sampling config paths")
     parser.add_argument("--batch", default="1,16", help="comma-separated batch sizes")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, from {list(MODES)}")
+    parser.add_argument("--gamma", type=int, default=DEFAULT_GAMMA, help="drafts per pass for speculative / int8")
     parser.add_argument("--max_tokens", type=int, default=None,
                         help="time only the first N tokens of each scale and extrapolate to L")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    parser.add_argument("--precision", default="32", choices=("32", "bf16"))
-    parser.add_argument("--repeats", type=int, default=1, help="best of this many timings")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
-    sizes = [s.strip() for s in args.sizes.split(",")]
-    unknown = [s for s in sizes if s not in SIZES]
-    if unknown:
-        parser.error(f"--sizes: unknown {unknown}; choose from {sorted(SIZES)}")
+    modes = [m.strip() for m in args.modes.split(",")]
+    if unknown := [m for m in modes if m not in MODES]:
+        parser.error(f"--modes: unknown {unknown}; choose from {list(MODES)}")
     try:
         batches = [int(b) for b in args.batch.split(",")]
-    except ValueError:
-        parser.error(f"--batch: expected comma-separated integers, got {args.batch!r}")
-    if args.max_tokens is not None and args.max_tokens < 1:
-        parser.error("--max_tokens must be >= 1")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
         device = resolve_device(args.device)
     except ValueError as err:
-        parser.error(str(err))
+        parser.error(f"--batch / --device: {err}")
+    if args.max_tokens is not None and args.max_tokens < 2:
+        parser.error("--max_tokens must be >= 2")
+    if "int8" in modes and device.type != "cpu":
+        parser.error("--modes int8 runs on the CPU only")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = []
     with torch.no_grad():
-        for name in sizes:
-            rows += bench_size(name, batches, args.max_tokens, device, args.precision, args.repeats)
-    print(markdown(rows, device, args.precision))
+        for size in (s.strip() for s in args.sizes.split(",")):
+            for batch in batches:
+                rows += bench(size, batch, modes, args.max_tokens, args.gamma, device)
+    print(markdown(rows, device, args))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"settings": vars(args), "device": str(device), "rows": rows}, indent=2))
     return 0
 
 

@@ -1,0 +1,36 @@
+"""benchmarks/sampling.py runs every mode on a tiny chain and reports per scale and per image (no timing asserted)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+from tiny_chain import L, T, write_chain
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("sampling_benchmark", REPO / "benchmarks" / "sampling.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_mode_on_a_tiny_chain(tmp_path, capsys):
+    config = write_chain(tmp_path / "chain")
+    out = tmp_path / "rows.json"
+    assert load_benchmark().main(["--sizes", str(config), "--batch", "1,2", "--gamma", "3", "--out", str(out),
+                                  "--max_tokens", "6"]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    for batch in (1, 2):
+        for mode in ("reference", "cached", "speculative", "int8"):
+            mine = [r for r in rows if r["batch"] == batch and r["mode"] == mode]
+            assert [r["scale"] for r in mine] == [T, *range(T - 1, 0, -1), "image"]
+            assert abs(sum(r["seconds"] for r in mine[:-1]) - mine[-1]["seconds"]) < 1e-9
+            assert all(r["timed"] == 6 and r["L"] == L for r in mine)
+        speculative = [r for r in rows if r["batch"] == batch and r["mode"] == "speculative" and r["scale"] != "image"]
+        assert speculative[0]["passes"] == 6 and speculative[0]["acceptance"] is None  # decoder-only: no draft
+        assert all(r["passes"] <= 6 and 0 <= r["acceptance"] <= 1 for r in speculative[1:])
+    assert sorted(r["scale"] for r in rows if r["mode"] == "bound") == list(range(1, T + 1))
+    table = capsys.readouterr().out
+    assert "| speculative" in table and "vs reference" in table
