@@ -259,3 +259,21 @@ class CUDACallback(Callback):
             peak = torch.cuda.max_memory_allocated(pl_module.device) / 2**20
             message += f", peak memory {peak:.0f} MiB"
         rank_zero_only(logger.info)(message)
+
+
+class CompileNetwork(Callback):
+    """Opt-in ``torch.compile`` of the denoising network for training (``nn.Module.compile``: the
+    weights and checkpoint keys stay as they are). Enable it from the command line:
+    ``lightning.callbacks.compile.target=imagebart.callbacks.CompileNetwork``; ``params`` go to
+    ``torch.compile`` (e.g. ``mode: max-autotune``, ``backend: inductor``, the default)."""
+
+    def __init__(self, **compile_kwargs):
+        self.compile_kwargs = compile_kwargs
+
+    def setup(self, trainer, pl_module, stage):
+        network = getattr(pl_module, "transformer", None)
+        if network is None:
+            raise ValueError("lightning.callbacks.compile: CompileNetwork compiles a denoiser's 'transformer'; "
+                             f"{type(pl_module).__name__} has none")
+        network.compile(**self.compile_kwargs)
+        rank_zero_only(logger.info)("compiling the network with torch.compile(%s)", self.compile_kwargs or "")

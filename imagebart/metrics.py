@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from imagebart.diffusion.losses import bits_per_token
+from imagebart.models.inputs import batch_size
 
 
 @dataclass
@@ -70,7 +71,7 @@ def scale_term(model, batches) -> tuple[float, int]:
         for batch_idx, batch in enumerate(batches):
             _, log = model.shared_step(batch, batch_idx, split="eval")
             key = "eval/loss_hard" if model.single_scale == 1 else "eval/loss_soft"
-            size = len(batch[model.first_stage_key])
+            size = batch_size(model, batch)
             total += float(log[key]) * size
             count += size
     if count == 0:

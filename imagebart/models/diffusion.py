@@ -35,6 +35,7 @@ from imagebart.loading import check_schedule_record, load_weights, network_confi
 from imagebart.lr_scheduler import adamw_with_schedule
 from imagebart.models.image_logs import denoiser_image_logs
 from imagebart.models.original_api import OriginalDenoiserAPI
+from imagebart.models.inputs import clean_tokens_and_scales
 from imagebart.modules.autoregressive import DEFAULT_GAMMA, keep_guide, sample_tokens
 from imagebart.modules.conditioners import drop_condition
 from imagebart.modules.ema import LitEma
@@ -270,9 +271,7 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
 
     def shared_step(self, batch, batch_idx=None, split: str = "train"):
         """Loss of one batch and the logged values: corrupt x_0, predict x_{t-1}."""
-        x = self.get_input(batch, self.first_stage_key)
-        t = self.draw_scales(x.shape[0], x.device)  # drawn before encoding, as the original did
-        example = self.corrupt(self.encode_tokens(x), t)
+        example = self.corrupt(*clean_tokens_and_scales(self, batch))  # images encoded, or pretokenized
         cond = self.get_conditioning(batch) if self.conditioner is not None else None
         if self.training and self.cond_drop_prob > 0:  # classifier-free guidance learns p(x_{t-1} | x_t) too
             cond = drop_condition(cond, self.conditioner.null_condition(len(cond), cond.device), self.cond_drop_prob)

@@ -7,6 +7,7 @@ import torch
 
 from imagebart.diffusion.multinomial import q_sample_chain
 from imagebart.images import make_grid
+from imagebart.models.inputs import given_tokens
 
 
 @torch.no_grad()
@@ -15,10 +16,11 @@ def denoiser_image_logs(model, batch, temperature=None, top_k=None, callback=Non
     """Images (B, 3, H, W) in [-1, 1] by name; ``sample_full`` defaults to "jointly trained"."""
     temperature = 1.0 if temperature is None else temperature
     top_k = model.resolve_top_k(top_k)  # None: the config's
-    x = model.get_input(batch, model.first_stage_key)[:n].to(model.device)
+    x0 = given_tokens(model, batch)  # pretokenized data: the inputs are x_0 decoded
+    x = model.get_input(batch, model.first_stage_key)[:n].to(model.device) if x0 is None else model.decode_tokens(x0[:n])
     cond = model.get_conditioning(batch)[:n] if model.conditioner is not None else None
     t = model.draw_scales(x.shape[0], x.device, force_random=True)  # (B,) any scale, to see them all
-    x0 = model.encode_tokens(x)  # (B, L)
+    x0 = model.encode_tokens(x) if x0 is None else x0[:n]  # (B, L)
     example = model.corrupt(x0, t)
     log = {"inputs": x}
     if sample:
