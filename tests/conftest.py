@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = REPO_ROOT.parent / "shared" / "reference"
@@ -68,3 +69,21 @@ def tiny_data_overrides(size: int = 16, batch_size: int = 2) -> list[str]:
         "data.params.validation.target=imagebart.data.demo.DemoScenes",
         f"data.params.validation.params={{split: validation, size: {size}, length: 8}}",
     ]
+
+
+TINY_NETWORK = dict(enc_num_tokens=TINY_N_EMBED, dec_num_tokens=TINY_N_EMBED, xt_size=16, enc_max_seq_len=17,
+                    dec_max_seq_len=16, dim=32, enc_depth=1, dec_depth=1, enc_heads=2, dec_heads=2,
+                    enc_attn_dim_head=16, dec_attn_dim_head=16)
+
+
+@pytest.fixture(scope="session")
+def tiny_scale1_config(tmp_path_factory, tiny_vqgan_ckpt):
+    """configs/demo/scale1.yaml with the tiny first stage, tiny demo data and a tiny network."""
+    from imagebart.config import merge_configs
+
+    overrides = [*tiny_first_stage_overrides(tiny_vqgan_ckpt), *tiny_data_overrides(),
+                 f"model.params.top_k={TINY_N_EMBED}",
+                 *(f"model.params.transformer_config.params.{k}={v}" for k, v in TINY_NETWORK.items())]
+    path = tmp_path_factory.mktemp("config") / "tiny_scale1.yaml"
+    OmegaConf.save(merge_configs([REPO_ROOT / "configs/demo/scale1.yaml"], overrides), path)
+    return path

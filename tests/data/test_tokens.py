@@ -1,41 +1,26 @@
 """scripts/pretokenize.py and the token dataset: the same tokens as encoding on the fly, the same loss."""
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import tiny_data_overrides, tiny_first_stage_overrides
 from imagebart.cli.pretokenize import main as pretokenize
 from imagebart.cli.train import main as train
-from imagebart.config import merge_configs
 from imagebart.data.base import DataNotFoundError
 from imagebart.data.demo import DemoScenes
 from imagebart.data.tokens import PretokenizedImages
 from imagebart.util import instantiate_from_config
 
-REPO = Path(__file__).resolve().parents[2]
 L, K = 16, 32  # the tiny first stage: 4 x 4 tokens, 32 codes
-TINY_NETWORK = dict(enc_num_tokens=K, dec_num_tokens=K, xt_size=L, enc_max_seq_len=1 + L, dec_max_seq_len=L, dim=32,
-                    enc_depth=1, dec_depth=1, enc_heads=2, dec_heads=2, enc_attn_dim_head=16, dec_attn_dim_head=16)
 
 
 @pytest.fixture(scope="module")
-def tiny_config(tmp_path_factory, tiny_vqgan_ckpt):
-    overrides = [*tiny_first_stage_overrides(tiny_vqgan_ckpt), *tiny_data_overrides(), f"model.params.top_k={K}",
-                 *(f"model.params.transformer_config.params.{k}={v}" for k, v in TINY_NETWORK.items())]
-    path = tmp_path_factory.mktemp("config") / "tiny_scale1.yaml"
-    OmegaConf.save(merge_configs([REPO / "configs/demo/scale1.yaml"], overrides), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tokens_dir(tiny_config, tmp_path_factory):
+def tokens_dir(tiny_scale1_config, tmp_path_factory):
     out = tmp_path_factory.mktemp("tokens")
-    assert pretokenize(["--base", str(tiny_config), "--out", str(out), "--flips", "--batch_size", "5",
+    assert pretokenize(["--base", str(tiny_scale1_config), "--out", str(out), "--flips", "--batch_size", "5",
                         "--device", "cpu"]) == 0
     return out
 
@@ -44,12 +29,12 @@ def first_stage(config_path):
     return instantiate_from_config(OmegaConf.load(config_path).model.params.first_stage_config).eval()
 
 
-def test_tokens_are_the_first_stage_encodings(tiny_config, tokens_dir):
+def test_tokens_are_the_first_stage_encodings(tiny_scale1_config, tokens_dir):
     data = PretokenizedImages(tokens_dir / "train.npz")
     source = DemoScenes(split="train", size=16, length=32)
     assert len(data) == 32 and data.meta["num_codes"] == K and data.meta["flips"] is True
     images = torch.from_numpy(np.stack([source[i]["image"] for i in range(32)])).permute(0, 3, 1, 2)
-    vqgan = first_stage(tiny_config)
+    vqgan = first_stage(tiny_scale1_config)
     assert torch.equal(torch.from_numpy(data.arrays["tokens"]).long(), vqgan.encode_tokens(images))
     assert torch.equal(torch.from_numpy(data.arrays["flipped"]).long(), vqgan.encode_tokens(images.flip(-1)))
     item = data[3]
@@ -63,8 +48,8 @@ def test_flip_p_picks_the_mirrored_encoding(tokens_dir):
     assert np.array_equal(PretokenizedImages(tokens_dir / "train.npz")[5]["tokens"], always.arrays["tokens"][5])
 
 
-def test_the_loss_on_tokens_is_the_loss_on_images(tiny_config, tokens_dir):
-    config = OmegaConf.load(tiny_config)
+def test_the_loss_on_tokens_is_the_loss_on_images(tiny_scale1_config, tokens_dir):
+    config = OmegaConf.load(tiny_scale1_config)
     model = instantiate_from_config(config.model).eval()
     source = DemoScenes(split="validation", size=16, length=8)
     images = {"image": torch.from_numpy(np.stack([source[i]["image"] for i in range(4)]))}
@@ -81,8 +66,8 @@ def test_the_loss_on_tokens_is_the_loss_on_images(tiny_config, tokens_dir):
         model.shared_step({"tokens": tokens["tokens"][:, :8]})
 
 
-def test_training_runs_on_tokens(tiny_config, tokens_dir, tmp_path):
-    config = OmegaConf.load(tiny_config)  # the data section replaced, as in configs/demo/scale1_pretokenized.yaml
+def test_training_runs_on_tokens(tiny_scale1_config, tokens_dir, tmp_path):
+    config = OmegaConf.load(tiny_scale1_config)  # the data section replaced, as in configs/demo/scale1_pretokenized.yaml
     for split, flip_p in (("train", 0.5), ("validation", 0.0)):
         config.data.params[split] = {"target": "imagebart.data.tokens.PretokenizedImages",
                                      "params": {"path": str(tokens_dir / f"{split}.npz"), "flip_p": flip_p}}
@@ -96,25 +81,25 @@ def test_training_runs_on_tokens(tiny_config, tokens_dir, tmp_path):
     assert list((run / "images").rglob("*.png"))  # image logs decode the tokens when there are no images
 
 
-def test_bad_token_data_is_named(tiny_config, tokens_dir, tmp_path, capsys):
+def test_bad_token_data_is_named(tiny_scale1_config, tokens_dir, tmp_path, capsys):
     with pytest.raises(DataNotFoundError, match="scripts/pretokenize.py"):
         PretokenizedImages(tmp_path / "missing.npz")
     np.savez(tmp_path / "other.npz", images=np.zeros((2, 3)))
     with pytest.raises(ValueError, match="expected 'tokens'"):
         PretokenizedImages(tmp_path / "other.npz")
     plain = tmp_path / "plain"
-    assert pretokenize(["--base", str(tiny_config), "--out", str(plain), "--splits", "validation"]) == 0
+    assert pretokenize(["--base", str(tiny_scale1_config), "--out", str(plain), "--splits", "validation"]) == 0
     with pytest.raises(ValueError, match="--flips"):
         PretokenizedImages(plain / "validation.npz", flip_p=0.5)
     for argv, message in (([], "exist; pass --force"), (["--splits", "test"], r"--splits \['test'\] not in data.params")):
         with pytest.raises(SystemExit):
-            pretokenize(["--base", str(tiny_config), "--out", str(tokens_dir), *argv])
+            pretokenize(["--base", str(tiny_scale1_config), "--out", str(tokens_dir), *argv])
         assert re.search(message, capsys.readouterr().err)
 
 
-def test_compiled_training_keeps_the_checkpoint_keys(tiny_config, tmp_path):
+def test_compiled_training_keeps_the_checkpoint_keys(tiny_scale1_config, tmp_path):
     """The opt-in torch.compile callback (eager backend here: the plumbing, not the compiler)."""
-    trainer = train(["--base", str(tiny_config), "-t", "-l", str(tmp_path / "logs"), "--max_steps", "1",
+    trainer = train(["--base", str(tiny_scale1_config), "-t", "-l", str(tmp_path / "logs"), "--max_steps", "1",
            "--limit_val_batches", "0", "--num_sanity_val_steps", "0",
            "lightning.callbacks.compile.target=imagebart.callbacks.CompileNetwork",
            "lightning.callbacks.compile.params.backend=eager", "lightning.trainer.enable_progress_bar=false"])
