@@ -17,9 +17,9 @@ DEMO = REPO / "configs" / "sampling" / "demo.yaml"
 
 def test_shipped_checkpoints_are_small_and_ema_only():
     files = sorted((REPO / "models" / "demo").glob("*.ckpt"))
-    chains = [f"{prefix}scale{t}.ckpt" for prefix in ("class_", "") for t in (1, 2, 3)]
+    chains = [f"{prefix}scale{t}.ckpt" for prefix in ("class_", "text_", "") for t in (1, 2, 3)]
     assert [f.name for f in files] == sorted(chains + ["features.ckpt", "vqgan.ckpt"])
-    assert sum(f.stat().st_size for f in files) <= 40 * 2**20
+    assert sum(f.stat().st_size for f in files) <= 48 * 2**20
     for f in (f for f in files if f.name in chains):
         state = torch.load(f, map_location="cpu", weights_only=True)["state_dict"]
         assert not any(k.startswith(("transformer_ema.", "first_stage_model.")) for k in state)
@@ -76,3 +76,24 @@ def test_class_demo_chain_samples_each_class_with_guidance(tmp_path, monkeypatch
     saved = np.load(out / "tokens.npz")
     assert saved["class_label"].tolist() == [0, 1, 2, 3]
     assert json.loads((out / "settings.json").read_text())["guidance_scale"] == [2.0, 2.0, 2.0]
+
+
+def test_text_demo_chain_samples_a_caption_and_edits_with_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    from imagebart.cli.inpaint import main as inpaint_main
+
+    config = str(REPO / "configs" / "sampling" / "demo_text.yaml")
+    caption = "a red circle on a dark background"
+    out = tmp_path / "text"
+    assert sample_main(["--config", config, "-n", "2", "--caption", caption, "--guidance_scale", "2",
+                        "--outdir", str(out), "--device", "cpu"]) == 0
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["caption"] == caption and settings["chain"]["text_conditional"] is True
+    assert len(list((out / "samples").glob("*.png"))) == 2
+    photo = tmp_path / "photo.png"
+    Image.fromarray(((DemoScenes(split="validation", size=32)[0]["image"] + 1) * 127.5).astype(np.uint8)).save(photo)
+    edited = tmp_path / "edited"
+    assert inpaint_main(["--config", config, "--image", str(photo), "--mask", "centre:0.5", "--caption",
+                         "a yellow square", "-n", "2", "--outdir", str(edited), "--device", "cpu"]) == 0
+    assert len(list(edited.rglob("sample_*.png"))) == 2
+

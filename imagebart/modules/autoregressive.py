@@ -20,10 +20,11 @@ temperature, top-k) at draft i, d_i is accepted with probability p_i(d_i), the f
 position draws from p_i without d_i (renormalised), and a pass whose g drafts all pass draws one
 token more from p_{g+1}; the cache is then rewound to the kept tokens. Every kept token is a
 draw from p_i given the kept prefix, so this samples exactly what token-by-token decoding
-samples (greedy: accept while the argmax is the draft; identical tokens). The rows of a batch
-advance together by the smallest count any row accepted (+1): whether position i of a row is
-kept does not depend on that row's own accept/reject coin at i (it kept i either way), so the
-truncation does not bias it. ``certain`` proposals (editing: positions the guide forces) are
+samples (greedy: accept while the argmax is the draft; identical tokens). Rows of a batch accept
+different counts: the batch (its KV cache) advances by the least any row decided, and each row
+keeps everything it decided beyond that as drafts that pass for sure in the next pass, so every
+row follows the single-row procedure with its own coins (what another row does only moves the
+pass boundaries, never a row's decisions). ``certain`` proposals (editing: positions the guide forces) are
 accepted with probability 1; runs of them in every row join a pass whole, so kept regions cost
 one decoder pass per run instead of one per token.
 
@@ -101,7 +102,8 @@ def sample_tokens(network, condition: torch.Tensor, steps: int, temperature: flo
 
     ``proposal`` (B, steps) drafts verified ``gamma`` at a time (see the module docstring);
     ``certain`` (B, steps) bool marks proposals the ``guide`` forces, whose runs join a pass whole.
-    ``stats``, a dict, receives ``passes`` and ``drafted`` / ``accepted`` counts (all rows).
+    ``stats``, a dict, receives ``passes`` and, over all rows, the drafts ``examined`` (coins tossed)
+    and ``accepted``.
     """
     if gamma < 0 or int(gamma) != gamma:
         raise ValueError(f"gamma (drafts verified per pass) must be an int >= 0, got {gamma!r}")
@@ -188,45 +190,61 @@ def _pass_lengths(steps: int, certain: Optional[torch.Tensor], gamma: int) -> Ca
 
 
 def _verified_loop(run: _Run, steps: int, proposal, certain, gamma: int, callback, stats: dict):
-    """KV-cached sampling, a pass at a time: each pass verifies g proposals and draws one token."""
+    """KV-cached sampling, a pass at a time: each pass verifies g proposals per row and draws one token.
+
+    ``decided`` (B, steps) holds each row's final tokens ahead of the batch (-1 elsewhere): the
+    certain ones, and what a row accepted and drew beyond the batch's advance. They are fed again
+    as drafts that pass for sure, so no row ever redraws a position it has decided."""
     network, rows = run.network, len(run.condition) // (2 if run.guided else 1)
     drafts_for = _pass_lengths(steps, certain, gamma if proposal is not None else 0)
+    decided = None if proposal is None else (proposal.new_full(proposal.shape, -1) if certain is None
+                                             else torch.where(certain, proposal, -1))  # (B, steps)
     chunks, logit_chunks, cache, last = [], [], None, None
-    pos = passes = drafted = accepted = 0
+    pos = passes = examined = accepted = 0
     while pos < steps:
         if callback is not None:
             callback(pos)
         g = drafts_for(pos)
+        ahead = None if decided is None else decided[:, pos:pos + g + 1]  # (B, g+1)
         drafts = proposal[:, pos:pos + g] if g else run.condition.new_zeros((rows, 0))  # (B, g)
+        if g:
+            drafts = torch.where(ahead[:, :g] >= 0, ahead[:, :g], drafts)
         fed = drafts if last is None else torch.cat((last, drafts), dim=1)  # the first pass starts at sos
         logits, cache = network.decode_step(run.condition, run.both(fed), cache, **run.masked)
         logits = run.final_logits(logits[:, -(g + 1):], pos)  # (B, g+1, K): positions pos..pos+g (a
         # decoder-only network's first pass also returns the logits of its prefix)
         if g == 0:  # token by token: exactly the plain cached loop's draws
             new = pick_tokens(logits[:, 0], run.temperature, run.top_k, run.greedy, run.generator)  # (B, 1)
+            new = new if ahead is None else torch.where(ahead >= 0, ahead, new)
             advance = 1
         else:
-            new, n_accepted = _verify(run, logits, drafts)  # (B, g+1), (B,)
-            fewest, total = torch.stack((n_accepted.min(), n_accepted.sum())).tolist()  # one host sync a pass
-            advance = fewest + 1  # rows advance together: exact (see the module docstring)
+            new, n_accepted = _verify(run, logits, drafts, ahead)  # (B, g+1), (B,)
+            index, fresh = torch.arange(g, device=new.device), ahead[:, :g] < 0  # (g,), (B, g): coins tossed
+            fewest, total, looked = torch.stack((
+                n_accepted.min(), ((index < n_accepted[:, None]) & fresh).sum(),
+                ((index <= n_accepted[:, None]) & fresh).sum())).tolist()  # one host sync a pass
+            advance = fewest + 1  # the batch advances by the least any row decided
+            mine = torch.arange(g + 1, device=new.device) <= n_accepted[:, None]  # (B, g+1) what each row decided
+            decided[:, pos:pos + g + 1] = torch.where(mine, new, decided[:, pos:pos + g + 1])
             new = new[:, :advance]
-            drafted, accepted = drafted + g * rows, accepted + total
+            examined, accepted = examined + looked, accepted + total
             cache = network.rewind_cache(cache, g + 1 - advance)  # forget the inputs past the kept tokens
         chunks.append(new)
         logit_chunks.append(logits[:, :advance])
         last, pos, passes = new[:, -1:], pos + advance, passes + 1
-    stats.update(passes=stats.get("passes", 0) + passes, drafted=stats.get("drafted", 0) + drafted,
+    stats.update(passes=stats.get("passes", 0) + passes, examined=stats.get("examined", 0) + examined,
                  accepted=stats.get("accepted", 0) + accepted)
     return torch.cat(chunks, dim=1), torch.cat(logit_chunks, dim=1)
 
 
-def _verify(run: _Run, logits: torch.Tensor, drafts: torch.Tensor):
+def _verify(run: _Run, logits: torch.Tensor, drafts: torch.Tensor, ahead: Optional[torch.Tensor]):
     """Speculative sampling's acceptance rule for one pass.
 
-    logits (B, g+1, K) at the g draft positions and the one after; drafts (B, g). Returns the
+    logits (B, g+1, K) at the g draft positions and the one after; drafts (B, g); ``ahead`` (B, g+1)
+    the tokens rows had already decided there (-1 elsewhere), which pass for sure. Returns the
     row's tokens (B, g+1): its accepted drafts, then the token drawn at the first rejection (from
-    p minus the draft, renormalised) or after the last draft (from p), and the number of accepted
-    drafts per row (B,). Greedy: accept while the argmax is the draft."""
+    p minus the draft, renormalised) or after the last draft (from p, or the decided one), and the
+    number of accepted drafts per row (B,). Greedy: accept while the argmax is the draft."""
     g = drafts.shape[1]
     if run.greedy:
         choice = logits.argmax(dim=-1)  # (B, g+1)
@@ -235,6 +253,8 @@ def _verify(run: _Run, logits: torch.Tensor, drafts: torch.Tensor):
         probs = run.probabilities(logits)  # (B, g+1, K)
         p_draft = probs[:, :g].gather(-1, drafts[..., None])[..., 0]  # (B, g)
         ok = torch.rand(p_draft.shape, generator=run.generator, device=p_draft.device) < p_draft
+    if ahead is not None:
+        ok = ok | (ahead[:, :g] >= 0)
     n_accepted = ok.long().cumprod(dim=1).sum(dim=1)  # (B,) leading accepted drafts
     rows = torch.arange(len(drafts), device=drafts.device)
     if run.greedy:
@@ -244,6 +264,9 @@ def _verify(run: _Run, logits: torch.Tensor, drafts: torch.Tensor):
         wrong = drafts.gather(1, n_accepted.clamp(max=g - 1)[:, None])[:, 0]  # (B,) the rejected draft
         p = residual_distribution(p, wrong, n_accepted < g)
         drawn = torch.multinomial(p, num_samples=1, generator=run.generator)[:, 0]  # (B,)
+    if ahead is not None:  # a row that had decided the position after its last draft keeps that token
+        before = ahead[rows, n_accepted]
+        drawn = torch.where(before >= 0, before, drawn)
     tokens = torch.cat((drafts, drafts[:, :1]), dim=1).scatter(1, n_accepted[:, None], drawn[:, None])
     return tokens, n_accepted  # (B, g+1), (B,)
 

@@ -83,6 +83,22 @@ def test_speculative_draws_follow_the_sequential_distribution(small, temperature
     assert chi_square_p_value(counts, expected * draws) > 1e-3
 
 
+def test_rows_with_other_drafts_sample_the_same_distribution(small):
+    """A batch whose rows accept different counts: rows ahead of the batch keep what they decided."""
+    net, condition, greedy = small
+    proposal = torch.cat([greedy, (greedy + 1) % K] * 4)  # (8, L): good and bad drafts alternate
+    expected = exact_distribution(net, condition, K, L, 1.0, None)
+    generator, counts = torch.Generator().manual_seed(1), torch.zeros(K ** L, dtype=torch.float64)
+    place = K ** torch.arange(L - 1, -1, -1)
+    stats = {}
+    for _ in range(750):
+        tokens = sample_tokens(net, condition.expand(8, -1), L, generator=generator, proposal=proposal,
+                               gamma=L - 1, stats=stats)
+        counts += torch.bincount((tokens * place).sum(1), minlength=K ** L).double()
+    assert chi_square_p_value(counts, expected * 6000) > 1e-3
+    assert stats["passes"] < 750 * L  # rows ahead of the batch did not cost passes of their own
+
+
 def test_the_chi_square_test_catches_a_wrong_residual(small, monkeypatch):
     """Redrawing from p itself after a rejection (instead of p without the draft) favours drafts."""
     net, condition, proposal = small
@@ -109,7 +125,7 @@ def test_greedy_speculative_tokens_are_the_token_by_token_ones(guided):
             assert stats["passes"] <= length
     stats = {}
     sample_tokens(net, condition, length, greedy=True, proposal=plain, gamma=9, stats=stats, **extra)
-    assert stats["passes"] == 1 and stats["accepted"] == stats["drafted"] == 3 * 9  # perfect drafts: one pass
+    assert stats["passes"] == 1 and stats["accepted"] == stats["examined"] == 3 * 9  # perfect drafts: one pass
 
 
 @pytest.mark.parametrize("kind", ["xtransformer", "gpt"])
