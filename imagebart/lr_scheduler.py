@@ -97,7 +97,7 @@ class LambdaWarmUpCosineScheduler:
 
 
 def adamw_with_schedule(network: torch.nn.Module, learning_rate: float, scheduler_config=None):
-    """AdamW (0.9, 0.95), weight decay 0.01 on Linear weights only, and an optional
+    """AdamW (0.9, 0.95), weight decay 0.01 on Linear weights only (fused on CUDA), and an optional
     ``{target, params}`` schedule whose output is the lr factor, stepped every optimizer step."""
     decay, no_decay = [], []
     for module in network.modules():
@@ -106,7 +106,8 @@ def adamw_with_schedule(network: torch.nn.Module, learning_rate: float, schedule
                 is_linear_weight = name == "weight" and isinstance(module, torch.nn.Linear)
                 (decay if is_linear_weight else no_decay).append(param)
     groups = [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.95))
+    on_cuda = bool(decay or no_decay) and all(p.is_cuda for p in decay + no_decay)  # one fused kernel a step
+    optimizer = torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.95), fused=on_cuda or None)
     if scheduler_config is None:
         return optimizer
     schedule = instantiate_from_config(scheduler_config)
