@@ -21,6 +21,7 @@ einops axes: b batch, n / s decoder / encoder positions, d model width, k codes 
 from __future__ import annotations
 
 import inspect
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +30,10 @@ from torch import nn
 from x_transformers import Decoder, Encoder, TransformerWrapper
 from x_transformers.x_transformers import AbsolutePositionalEmbedding, Attention, LayerIntermediates
 
+from imagebart.modules.xtransformers.lean_decode import LeanDecoderState, matches_generic, supports
 from imagebart.modules.xtransformers.legacy import is_legacy_state_dict
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -217,16 +221,23 @@ class XTransformer(nn.Module):
 
     # incremental decoding
 
+    lean_decoding = True  # decode through lean_decode where it matches x-transformers (checked once)
+
     @torch.no_grad()
     def decode_step(self, condition: torch.Tensor, new: torch.Tensor,
-                    cache: EncoderDecoderCache | None = None, condition_mask: torch.Tensor | None = None):
+                    cache: EncoderDecoderCache | LeanDecoderState | None = None,
+                    condition_mask: torch.Tensor | None = None):
         """Logits (b, m, k) for the decoder inputs fed now, and the extended cache.
 
         The first call (``cache=None``) encodes ``condition`` and feeds ``[sos, *new]``; later
         calls feed the tokens ``new`` (b, m) sampled since. The last logits predict the next
         token. Self-attention K/V are cached; cross-attention K/V are computed once and reused.
-        ``condition_mask`` (b, s) bool, the same at every call: False at padding.
+        ``condition_mask`` (b, s) bool, the same at every call: False at padding. Where
+        :mod:`~imagebart.modules.xtransformers.lean_decode` supports the decoder (and its first
+        logits equal x-transformers' own), it decodes with static caches.
         """
+        if isinstance(cache, LeanDecoderState) or (cache is None and self._use_lean()):
+            return self._lean_step(condition, new, cache, condition_mask)
         if cache is None:
             context = self.encode(condition, condition_mask)  # (b, s, d), once per scale
             tgt = torch.cat((torch.full_like(condition[:, :1], self.sos_token), new), dim=1)
@@ -243,10 +254,45 @@ class XTransformer(nn.Module):
                                       return_intermediates=True, **extra)  # (b, m, k)
         return self.add_residual(logits, condition, offset), EncoderDecoderCache(context, layers)
 
+    def _use_lean(self) -> bool:
+        return self.lean_decoding and getattr(self, "_lean_verified", None) is not False and supports(self.decoder)
+
+    def _lean_step(self, condition, new, state, condition_mask):
+        if state is None:
+            context = self.encode(condition, condition_mask)  # (b, s, d), once per scale
+            if getattr(self, "_lean_verified", None) is None:
+                self._lean_verified = self._lean_matches(context, condition_mask)
+                if not self._lean_verified:
+                    logger.warning("lean decoding differs from x-transformers for this decoder; using "
+                                   "x-transformers' cached path")
+                    return self.decode_step(condition, new, None, condition_mask)
+            state = LeanDecoderState(self.decoder, context, condition_mask)
+            new = torch.cat((torch.full_like(condition[:, :1], self.sos_token), new), dim=1)  # [sos, *new]
+        offset = state.length
+        if offset + new.shape[1] > self.decoder.max_seq_len:
+            raise ValueError(f"decoder positions {offset}..{offset + new.shape[1] - 1} exceed "
+                             f"dec_max_seq_len={self.decoder.max_seq_len}")
+        logits = state.step(new)  # (b, m, k)
+        return self.add_residual(logits, condition, offset), state
+
+    def _lean_matches(self, context, context_mask) -> bool:
+        """Once per network: a probe of random decoder inputs, in two steps (so positions past 0 and the
+        cache are exercised), against x-transformers' full pass over the same inputs."""
+        length = min(5, self.decoder.max_seq_len)
+        probe = torch.randint(0, self.output_vocabulary, (1, length), device=context.device)
+        mask = None if context_mask is None else context_mask[:1]
+        generic = self.decoder(probe, context=context[:1], context_mask=mask)  # (1, length, k)
+        state = LeanDecoderState(self.decoder, context[:1], mask)
+        lean = torch.cat((state.step(probe[:, :2]), state.step(probe[:, 2:])), dim=1)
+        return matches_generic(generic, lean)
+
     @staticmethod
-    def rewind_cache(cache: EncoderDecoderCache, n: int) -> EncoderDecoderCache:
+    def rewind_cache(cache: EncoderDecoderCache | LeanDecoderState, n: int):
         """Forget the last ``n`` decoder positions (rejected drafts); self-attention K/V are cut
         (in place), cross-attention K/V (the encoder's) stay. Returns the cache."""
+        if isinstance(cache, LeanDecoderState):
+            cache.rewind(n)
+            return cache
         if n <= 0:
             return cache
         keep = cache.length - n

@@ -1,0 +1,70 @@
+"""Lean decoding (static caches over x-transformers' modules) gives x-transformers' own logits."""
+
+import logging
+
+import pytest
+import torch
+
+from test_x_transformer import L, build, inputs
+
+from imagebart.modules import autoregressive
+from imagebart.modules.xtransformers import x_transformer
+from imagebart.modules.xtransformers.lean_decode import LeanDecoderState, supports
+from imagebart.modules.xtransformers.x_transformer import EncoderDecoderCache
+
+
+def decode_in_blocks(net, src, tgt, blocks, mask=None):
+    """Logits of tgt's positions fed in blocks of the given sizes, with the cache."""
+    logits, cache, pos = [], None, 0
+    for size in blocks:
+        new = tgt[:, 1 + pos - 1:pos + size] if pos else tgt[:, 1:size]  # the first call prepends sos itself
+        step, cache = net.decode_step(src, new, cache, condition_mask=mask)
+        logits.append(step)
+        pos += size
+    return torch.cat(logits, dim=1), cache
+
+
+@pytest.mark.parametrize("kind", ["plain", "residual"])
+@pytest.mark.parametrize("legacy", [False, True])
+def test_lean_steps_equal_the_full_pass(kind, legacy):
+    net = build(kind, legacy=legacy)
+    src, tgt, _ = inputs()
+    mask = torch.ones(src.shape, dtype=torch.bool)
+    mask[0, 2:4] = False  # padding in one row's condition
+    full, _ = net(src, tgt, src_mask=mask)
+    assert supports(net.decoder)
+    lean, cache = decode_in_blocks(net, src, tgt, [1, 2, 1, 2], mask)
+    assert isinstance(cache, LeanDecoderState) and net._lean_verified is True
+    torch.testing.assert_close(lean, full, atol=1e-5, rtol=0)
+
+
+def test_rewinding_and_sampling_match_the_generic_cache():
+    net = build("residual")
+    src, _, x_t = inputs()
+    runs = []
+    for lean in (True, False):
+        net.lean_decoding = lean
+        runs.append(autoregressive.sample_tokens(net, src, L, proposal=x_t, gamma=3, return_logits=True,
+                                                 generator=torch.Generator().manual_seed(4)))
+    assert torch.equal(runs[0][0], runs[1][0])
+    torch.testing.assert_close(runs[0][1], runs[1][1], atol=1e-5, rtol=0)
+
+
+def test_unsupported_decoders_use_x_transformers():
+    net = build("plain", enc_rotary_pos_emb=True, dec_rotary_pos_emb=True)
+    assert not supports(net.decoder)
+    src, tgt, _ = inputs()
+    _, cache = net.decode_step(src, tgt[:, 1:1])
+    assert isinstance(cache, EncoderDecoderCache)
+
+
+def test_a_mismatch_falls_back_with_a_warning(monkeypatch, caplog):
+    net = build("plain")
+    monkeypatch.setattr(x_transformer, "matches_generic", lambda generic, lean: False)
+    src, tgt, _ = inputs()
+    full, _ = net(src, tgt)
+    with caplog.at_level(logging.WARNING):
+        steps, cache = decode_in_blocks(net, src, tgt, [1, 1, 1, 1, 1, 1])
+    assert isinstance(cache, EncoderDecoderCache) and net._lean_verified is False
+    assert "using x-transformers' cached path" in caplog.text
+    torch.testing.assert_close(steps, full, atol=1e-5, rtol=0)
