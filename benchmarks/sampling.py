@@ -163,6 +163,30 @@ def encoder_seconds(model, x_t) -> float:
     return best
 
 
+def step_seconds(model, x_t, original: bool = False, repeats: int = 32) -> float:
+    """Seconds of one cached decode step at batch 1 with half the tokens cached (mean of ``repeats``);
+    ``original``: the decoder-only scale's step as the original's minGPT loop takes it."""
+    t_batch = torch.full((1,), model.single_scale, dtype=torch.long, device=x_t.device)
+    condition, token = model.network_condition(x_t[:1], t_batch), x_t[:1, :1]
+    net, half = model.transformer, model.tokens_per_image // 2
+    repeats = max(1, min(repeats, model.tokens_per_image - half - 1))  # stay inside the context
+    if original:
+        past = [net.forward_with_past(condition)[2]]
+        for _ in range(half):
+            past.append(net.forward_with_past(token, past=torch.cat(past, dim=-2))[2])
+        step = lambda: past.append(net.forward_with_past(token, past=torch.cat(past, dim=-2))[2])  # noqa: E731
+    else:
+        _, cache = net.decode_step(condition, x_t[:1, :half])
+        state = {"cache": cache}
+        step = lambda: state.update(cache=net.decode_step(condition, token, state["cache"])[1])  # noqa: E731
+    sync(x_t.device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    sync(x_t.device)
+    return (time.perf_counter() - start) / repeats
+
+
 def extrapolate(t_half: float, half: int, t_full: float, steps: int, length: int, quadratic: bool,
                 once: float = 0.0) -> float:
     """Seconds for all ``length`` tokens from the timings of the first ``half`` < ``steps`` tokens.
@@ -212,8 +236,14 @@ def bench(size: str, batch: int, modes, max_tokens, gamma: int, device: torch.de
         rows.append({"size": size, "batch": batch, "mode": mode, "scale": "image", "seconds": total})
     if batch == 1:
         for model in scales:
-            bound = weight_read_bound(model, torch.randint(0, n_codes, (1, length), device=device)) * length
-            rows.append({"size": size, "batch": 1, "mode": "bound", "scale": model.single_scale, "seconds": bound})
+            x_t = torch.randint(0, n_codes, (1, length), device=device)
+            per_step = {"bound": weight_read_bound(model, x_t), "cached": step_seconds(model, x_t)}
+            if not model.transformer.reads_x_t:
+                per_step["reference"] = step_seconds(model, x_t, original=True)
+            rows.append({"size": size, "batch": 1, "mode": "bound", "scale": model.single_scale,
+                         "seconds": per_step["bound"] * length})
+            rows.append({"size": size, "batch": 1, "mode": "per step (ms)", "scale": model.single_scale,
+                         "seconds": 0.0, "step_ms": {k: round(v * 1e3, 2) for k, v in per_step.items()}})
     params = sum(sum(p.numel() for p in m.transformer.parameters()) for m in scales) / 1e6
     for row in rows:
         row.update(L=length, timed=steps, params_M=round(params, 1))
@@ -229,6 +259,8 @@ def markdown(rows, device, args) -> str:
              "| size | batch | scale | mode | s (per batch) | s / image | decoder passes | acceptance | "
              "vs reference | vs cached |", "|---|---|---|---|---|---|---|---|---|---|"]
     seconds = {(r["size"], r["batch"], r["scale"], r["mode"]): r["seconds"] for r in rows}
+    steps = [r for r in rows if "step_ms" in r]
+    rows = [r for r in rows if "step_ms" not in r]
     for r in rows:
         key = (r["size"], r["batch"], r["scale"])
         ratio = {m: (f"{seconds[key + (m,)] / r['seconds']:.1f}x" if key + (m,) in seconds and r["mode"] != m else "")
@@ -240,6 +272,14 @@ def markdown(rows, device, args) -> str:
         lines.append(f"| {r['size']} ({r['params_M']}M) | {r['batch']} | {scale} | {r['mode']}{timed} | "
                      f"{r['seconds']:.2f} | {r['seconds'] / r['batch']:.3f} | {passes} | {acceptance} | "
                      f"{ratio['reference']} | {ratio['cached']} |")
+    if steps:
+        lines += ["", "One cached decode step at batch 1, half the tokens cached (ms; reference: the original's "
+                  "minGPT step):", "", "| size | scale | ours | weight-read bound | ours / bound | reference |",
+                  "|---|---|---|---|---|---|"]
+        for r in steps:
+            ms = r["step_ms"]
+            lines.append(f"| {r['size']} | {r['scale']} | {ms['cached']:.1f} | {ms['bound']:.1f} | "
+                         f"{ms['cached'] / ms['bound']:.2f} | {ms.get('reference', '')} |")
     return "\n".join(lines)
 
 

@@ -23,6 +23,9 @@ from x_transformers.x_transformers import Attention, FeedForward, Residual
 def supports(decoder) -> bool:
     """Whether every layer is one this path implements (the logits are compared before use too)."""
     layers = decoder.attn_layers
+    needed = ("token_emb", "pos_emb", "post_emb_norm", "project_emb", "emb_dropout", "to_logits", "max_seq_len")
+    if not all(hasattr(decoder, name) for name in needed) or not hasattr(layers, "final_norm"):
+        return False  # an x-transformers version laid out otherwise
     if not getattr(layers, "pre_norm", False) or getattr(decoder, "memory_tokens", None) is not None:
         return False
     if any(getattr(layers, name, None) is not None for name in ("rotary_pos_emb", "rel_pos")):
