@@ -3,25 +3,15 @@
 import pytest
 import torch
 
+from tiny_networks import tiny_network
+
 from imagebart.modules.autoregressive import sample_tokens
-from imagebart.modules.transformer.mingpt import GPT
-from imagebart.modules.xtransformers.x_transformer import XTransformer
 
 K, L, C, V = 12, 6, 9, 20  # codes, tokens per image, condition length, input vocabulary
 
 
 def build(kind):
-    torch.manual_seed(0)
-    if kind == "gpt":
-        net = GPT(vocab_size=K, input_vocab_size=V, block_size=C + L, n_layer=2, n_head=2, n_embd=16)
-    else:
-        net = XTransformer(dim=16, enc_num_tokens=V, enc_depth=1, enc_heads=2, enc_attn_dim_head=8,
-                           enc_max_seq_len=C, dec_num_tokens=K, dec_depth=2, dec_heads=2, dec_attn_dim_head=8,
-                           dec_max_seq_len=L)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    return net.eval()
+    return tiny_network(kind, K, L, C, V)
 
 
 def condition_and_mask(b=3):

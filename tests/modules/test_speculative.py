@@ -10,26 +10,16 @@ import itertools
 import pytest
 import torch
 
+from tiny_networks import tiny_network
+
 from imagebart.modules import autoregressive
 from imagebart.modules.autoregressive import filtered_probabilities, keep_guide, sample_tokens
-from imagebart.modules.transformer.mingpt import GPT
-from imagebart.modules.xtransformers.x_transformer import XTransformer
 
 V = 12  # input vocabulary
 
 
 def build(kind, k, length, cond=1 + 8, sharpness=0.3):
-    torch.manual_seed(0)
-    if kind == "gpt":
-        net = GPT(vocab_size=k, input_vocab_size=V, block_size=cond + length, n_layer=2, n_head=2, n_embd=16)
-    else:
-        net = XTransformer(dim=16, enc_num_tokens=V, enc_depth=1, enc_heads=2, enc_attn_dim_head=8,
-                           enc_max_seq_len=cond, dec_num_tokens=k, dec_depth=2, dec_heads=2, dec_attn_dim_head=8,
-                           dec_max_seq_len=length)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(sharpness * torch.randn_like(p))
-    return net.eval()
+    return tiny_network(kind, k, length, cond, V, sharpness)
 
 
 def chi_square_p_value(counts: torch.Tensor, expected: torch.Tensor) -> float:
