@@ -279,7 +279,8 @@ class XTransformer(nn.Module):
         """Once per network: a probe of random decoder inputs, in two steps (so positions past 0 and the
         cache are exercised), against x-transformers' full pass over the same inputs."""
         length = min(5, self.decoder.max_seq_len)
-        probe = torch.randint(0, self.output_vocabulary, (1, length), device=context.device)
+        generator = torch.Generator(device=context.device).manual_seed(0)  # leaves the global random state alone
+        probe = torch.randint(0, self.output_vocabulary, (1, length), device=context.device, generator=generator)
         mask = None if context_mask is None else context_mask[:1]
         generic = self.decoder(probe, context=context[:1], context_mask=mask)  # (1, length, k)
         try:
