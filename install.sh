@@ -9,6 +9,9 @@ cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python}
 "$PYTHON" -m pip install --quiet "torch==2.13.0"
 "$PYTHON" -m pip install --quiet --no-deps "taming-transformers-rom1504==0.0.6"
+echo "installing imagebart; pip may then print, in red, that taming-transformers-rom1504 requires torchvision," \
+     "which is not installed: that is expected (taming is installed without its dependencies on purpose, see" \
+     "README) and harmless"
 "$PYTHON" -m pip install --quiet -e ".[test]"
 if "$PYTHON" -m pip show torchvision >/dev/null 2>&1; then
   echo "warning: torchvision is installed in this environment; if 'import pytorch_lightning' fails" \

@@ -207,6 +207,11 @@ def parse_guidance_scale(text: str):
     return value
 
 
+def docstring_epilog(doc: str) -> str:
+    """A command's docstring without its first line, which is already the parser's description."""
+    return "\n".join(doc.splitlines()[1:]).strip()
+
+
 def add_decoding_arguments(parser) -> None:
     """``--gamma`` / ``--no_speculative``: how many x_t drafts a decoder pass verifies (exact either way)."""
     parser.add_argument("--gamma", default=None,

@@ -41,6 +41,7 @@ from imagebart.cli.common import (
     add_decoding_arguments,
     add_guidance_argument,
     check_outdir,
+    docstring_epilog,
     parse_class_label,
     parse_gamma,
     parse_guidance_scale,
@@ -64,7 +65,8 @@ logger = logging.getLogger(__name__)
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scripts/inpaint.py", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=docstring_epilog(__doc__))
     parser.add_argument("--config", required=True, help="sampling config (checkpoints: / configs:, scale 1 first)")
     parser.add_argument("--image", required=True, type=Path, help="an image file or a folder of images")
     parser.add_argument("--mask", default="upper_half", help="preset spec or mask image file (default: upper_half)")

@@ -99,7 +99,8 @@ def run(args) -> list:
     device = resolve_device(args.device)
     stage_config = OmegaConf.to_container(config.model.params.first_stage_config, resolve=True)
     first_stage = instantiate_from_config(stage_config).eval().to(device)
-    meta = {"first_stage": stage_config, "first_stage_ckpt_sha256": file_sha256(stage_config["params"].get("ckpt_path")),
+    meta = {"first_stage": stage_config,
+            "first_stage_ckpt_sha256": file_sha256(stage_config["params"].get("ckpt_path")),
             "num_codes": first_stage.num_codes, "latent_shape": list(first_stage.latent_shape), "flips": args.flips,
             "configs": [str(p) for p in args.base]}
     out.mkdir(parents=True, exist_ok=True)

@@ -39,3 +39,14 @@ def test_command_scripts_are_thin(script, module):
     text = (REPO / "scripts" / script).read_text()
     assert f"from imagebart.cli.{module} import main" in text
     assert len(text.splitlines()) < 25
+
+
+@pytest.mark.parametrize("module", ["inpaint", "caption_table", "guidance_table"])
+def test_help_states_the_description_once(module, capsys):
+    import importlib
+
+    command = importlib.import_module(f"imagebart.cli.{module}")
+    with pytest.raises(SystemExit):
+        command.get_parser().parse_args(["--help"])
+    first_line = command.__doc__.splitlines()[0]
+    assert capsys.readouterr().out.count(first_line[:40]) == 1
