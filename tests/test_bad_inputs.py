@@ -158,6 +158,8 @@ CASES = [
     ("inpaint", I + ["--chain_length", "0"], "chain_length"),
     ("inpaint", I + ["--chain_length", "1,2"], "chain_length"),
     ("inpaint", I + ["--chain_length", "1e400"], "--chain_length"),
+    ("sample", S + ["--threads", "0"], "--threads must be >= 1"),
+    ("inpaint", I + ["--threads", "-2"], "--threads must be >= 1"),
     ("sample", S + ["--gamma", "-1"], "gamma (drafts verified per decoder pass) must be an int >= 0"),
     ("sample", S + ["--gamma", "2,2"], "gamma must be one value or a list of 3 values"),
     ("sample", S + ["--gamma", "2", "--no_speculative"], "--gamma and --no_speculative contradict"),

@@ -68,6 +68,15 @@ def test_speculative_decoding_options(sampling_yaml, tmp_path):
     assert np.array_equal(runs["off"][0], plain.tokens.numpy())
 
 
+def test_threads_option_sets_torch_threads(sampling_yaml, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        assert main(args(sampling_yaml, tmp_path / "t", "-n", "1", "--threads", "1")) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_resume_redoes_only_missing_images(sampling_yaml, tmp_path):
     out = tmp_path / "run"
     run = args(sampling_yaml, out, "-n", "4", "--batch_size", "2", "--seed", "1")

@@ -207,6 +207,22 @@ def parse_guidance_scale(text: str):
     return value
 
 
+def add_threads_argument(parser) -> None:
+    """``--threads``: torch's CPU threads (over-subscribed cores make sampling many times slower)."""
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's own choice, the physical cores); beside a "
+                             "training run on the same cores, give each about half")
+
+
+def apply_threads(threads) -> None:
+    """Set torch's CPU threads from ``--threads`` (None: leave torch's default)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+
+
 def docstring_epilog(doc: str) -> str:
     """A command's docstring without its first line, which is already the parser's description."""
     return "\n".join(doc.splitlines()[1:]).strip()

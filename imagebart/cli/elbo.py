@@ -20,7 +20,8 @@ from typing import Optional, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from imagebart.cli.common import add_checkpoint_record_argument, check_outdir, resolve_device, run_command
+from imagebart.cli.common import (add_checkpoint_record_argument, add_threads_argument, apply_threads, check_outdir,
+                                  resolve_device, run_command)
 from imagebart.config import load_config
 from imagebart.images import write_json
 from imagebart.metrics import chain_elbo
@@ -39,6 +40,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_batches", type=int, default=None, help="evaluate on at most this many batches per scale")
     parser.add_argument("--seed", type=int, default=0, help="seed for the forward-process draws")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    add_threads_argument(parser)
     add_checkpoint_record_argument(parser)
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     return parser
@@ -90,6 +92,7 @@ def build_dataset(args: argparse.Namespace, resolution: int):
 
 
 def run(args: argparse.Namespace) -> None:
+    apply_threads(args.threads)
     """Evaluate every scale and write the table (and the JSON figures)."""
     check_options(args)
     chain = ImageBARTChain.from_sampling_config(args.config, device=resolve_device(args.device),

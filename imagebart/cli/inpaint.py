@@ -40,6 +40,8 @@ from imagebart.cli.common import (
     add_checkpoint_record_argument,
     add_decoding_arguments,
     add_guidance_argument,
+    add_threads_argument,
+    apply_threads,
     check_outdir,
     docstring_epilog,
     parse_class_label,
@@ -88,6 +90,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--outdir", type=Path, default=Path("outputs/inpaint"))
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    add_threads_argument(parser)
     parser.add_argument("--no_paste_back", action="store_true",
                         help="keep the raw decode everywhere (default: paste the original pixels back where the mask "
                              "keeps them, with a feathered seam)")
@@ -162,6 +165,7 @@ def run(args: argparse.Namespace) -> list:
     guidance_scale = parse_guidance_scale(args.guidance_scale)
     gamma = parse_gamma(args)
     device = resolve_device(args.device)
+    apply_threads(args.threads)
     check_outdir(args.outdir)
     paths = list_images(args.image)
     if Path(args.mask).is_file():

@@ -12,6 +12,8 @@ from imagebart.cli.common import (
     add_checkpoint_record_argument,
     add_decoding_arguments,
     add_guidance_argument,
+    add_threads_argument,
+    apply_threads,
     check_outdir,
     parse_gamma,
     parse_guidance_scale,
@@ -49,6 +51,7 @@ def get_parser() -> argparse.ArgumentParser:
     add_decoding_arguments(parser)
     parser.add_argument("--outdir", default="samples", help="output folder (default: ./samples)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    add_threads_argument(parser)
     parser.add_argument("--precision", default="32", choices=PRECISIONS,
                         help="32 (float32), bf16 (autocast, CUDA or CPU) or 16 (float16 autocast, CUDA only)")
     parser.add_argument("--offload", action="store_true",
@@ -109,6 +112,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.acceptance_rate is not None:
         check_rate(args.acceptance_rate, "--acceptance_rate")
     device = resolve_device(args.device)
+    apply_threads(args.threads)
     if args.precision == "16" and device.type != "cuda":
         raise ValueError(f"--precision 16 needs a CUDA device (got {device}); use 32 or bf16")
     check_outdir(args.outdir)
