@@ -6,9 +6,9 @@ token takes the value of the top-left pixel of its patch).
 
 Presets (the original app's options, plus an explicit keep/edit of either half):
 
-- ``upper_half``: keep the upper half, generate the lower one;
-- ``lower_half``: keep the lower half, generate the upper one. This is what the original app's
-  "upper-half completion" did (it kept rows ``H//2:``);
+- ``upper_half`` (also ``keep_upper``, ``complete_lower``): keep the upper half, generate the lower one;
+- ``lower_half`` (also ``keep_lower``, ``complete_upper``): keep the lower half, generate the upper
+  one. This is what the original app's "upper-half completion" did (it kept rows ``H//2:``);
 - ``centre_window(size)``: window inpainting, generate a centred square window;
 - ``outpaint(size)``: keep a centred window, generate the border;
 - a user mask image (:func:`mask_from_image` / :func:`load_mask`).
@@ -34,7 +34,10 @@ Size = Union[int, float]
 
 PRESETS = ("upper_half", "lower_half", "centre", "outpaint", "keep_all", "edit_all")
 ALIASES = {"center": "centre", "centre_window": "centre", "center_window": "centre", "window": "centre",
-           "inpaint": "centre", "upper": "upper_half", "lower": "lower_half"}
+           "inpaint": "centre", "upper": "upper_half", "lower": "lower_half",
+           # unambiguous names for the halves: what is kept, or what is completed
+           "keep_upper": "upper_half", "complete_lower": "upper_half",
+           "keep_lower": "lower_half", "complete_upper": "lower_half"}
 DEFAULT_WINDOW = {"centre": 0.25, "outpaint": 0.5}  # the original app's defaults: H//4 and H//2
 
 

@@ -96,6 +96,10 @@ def test_preset_arguments_are_checked(call, match):
     ("outpaint", outpaint(32, 32, 0.5)),
     ("outpaint:24", outpaint(32, 32, 24)),
     ("keep_all", keep_all(32, 32)),
+    ("keep_upper", upper_half(32, 32)),
+    ("complete_lower", upper_half(32, 32)),
+    ("keep_lower", lower_half(32, 32)),
+    ("complete_upper", lower_half(32, 32)),
 ])
 def test_parse_mask_presets(spec, expected):
     assert torch.equal(parse_mask(spec, (32, 32)), expected)
