@@ -332,11 +332,12 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
                              "null condition and has no unconditional branch to guide with; use guidance_scale 1, "
                              "or train with cond_drop_prob (e.g. 0.1)")
 
-    @property
-    def default_gamma(self) -> int:
-        """Drafts per decoder pass when none are asked for: x_t drafts x_{t-1} where the network reads
-        it; a decoder-only scale samples token by token (its x_T is noise, no draft)."""
-        return DEFAULT_GAMMA if self.transformer.reads_x_t else 0
+    def resolve_gamma(self, gamma=None) -> int:
+        """Drafts per decoder pass this scale uses: ``gamma``, else the default, where the network reads x_t;
+        a decoder-only scale samples token by token (its x_T is noise, no draft)."""
+        if not self.transformer.reads_x_t:
+            return 0
+        return DEFAULT_GAMMA if gamma is None else int(gamma)
 
     @torch.no_grad()
     def sample_x_prev(self, x_t, t, cond=None, temperature: float = 1.0, top_k=None, guide=None,
@@ -350,7 +351,7 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
         default, 0: token by token; ignored on a decoder-only scale). ``known`` (B, L): tokens forced
         at positions >= 0 (editing keeps them), -1 elsewhere; runs of them take one pass."""
         steps = self.tokens_per_image if steps is None else steps
-        gamma = self.default_gamma if gamma is None or not self.transformer.reads_x_t else int(gamma)
+        gamma = self.resolve_gamma(gamma)
         proposal, certain = (x_t[:, :steps], None) if gamma > 0 else (None, None)
         if known is not None:
             certain = known[:, :steps] >= 0  # (B, steps)

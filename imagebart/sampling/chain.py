@@ -229,7 +229,7 @@ class ImageBARTChain:
         default; a decoder-only scale draws token by token)."""
         values = resolve_schedule(gamma, self.n_scales, "gamma", check_gamma)
         models = [self.models[t - 1] for t in range(self.n_scales, 0, -1)]
-        return [m.default_gamma if g is None or not m.transformer.reads_x_t else g for m, g in zip(models, values)]
+        return [m.resolve_gamma(g) for m, g in zip(models, values)]
 
     def guidance_schedule(self, guidance_scale=1.0) -> list:
         """Classifier-free guidance scale per scale in sampling order; every scale guided (s != 1) must
