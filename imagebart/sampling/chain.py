@@ -5,7 +5,8 @@ sharing ONE frozen first stage. Sampling: x_T ~ Uniform{0..K-1}^L, then for t = 
 ``x_{t-1} ~ p_θ^{t-1}(· | x_t)`` token by token with that scale's top-k and temperature, then
 decode x_0. Schedules are given in sampling order (first entry = scale T), as in the original
 streamlit app. Every denoiser is loaded through :func:`imagebart.loading.load_denoiser`, with
-its EMA weights in the network.
+its EMA weights in the network, its linear weights stored as decode steps read them fastest
+(:mod:`imagebart.sampling.layout`).
 
 Legend: B batch, L tokens per image (h·w), K codes, T n_scales.
 """
@@ -24,6 +25,7 @@ from imagebart.loading import load_denoiser
 from imagebart.modules.conditioners import ClassProvider
 from imagebart.modules.text import TextProvider
 from imagebart.sampling.config import SamplingConfig, load_sampling_config
+from imagebart.sampling.layout import decoding_layout, set_weight_layout
 from imagebart.sampling.schedules import (check_gamma, check_guidance_scale, check_temperature, check_top_k,
                                            resolve_schedule)
 from imagebart.util import check_positive_int, default_device, is_integer
@@ -85,6 +87,7 @@ class ImageBARTChain:
         self._placement: dict[int, torch.device] = {}
         for model in self._unique_models():
             self._place(model, torch.device("cpu") if offload else self.device)
+            set_weight_layout(model.transformer, decoding_layout(self.device))
 
     @classmethod
     def from_sampling_config(cls, config_or_path: Union[str, Path, Mapping, SamplingConfig], device=None,
