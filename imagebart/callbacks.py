@@ -6,7 +6,9 @@ still resolve through :data:`imagebart.util.LEGACY_TARGETS`), written for Lightn
 
 from __future__ import annotations
 
+import inspect
 import logging
+import re
 import signal
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_only
 
 from imagebart.checkpoint_saving import remove_stale_temporaries
-from imagebart.images import make_grid, save_grid
+from imagebart.images import make_grid, save_labelled_grid
 
 logger = logging.getLogger(__name__)
 
@@ -150,20 +152,24 @@ class SetupCallback(Callback):
         path = self.ckptdir / "last.ckpt"
         if trainer.global_rank == 0:
             logger.warning("%s: saving checkpoint at step %d to %s", reason, trainer.global_step, path)
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # a full checkpoint (optimizer, EMA, loops), said explicitly
         return path
 
 
 class ImageLogger(Callback):
-    """Saves the model's ``log_images`` as PNG grids under ``<logdir>/images/{train,val}/``.
+    """Saves the model's ``log_images`` as one labelled PNG per logging step under
+    ``<logdir>/images/{train,val}/gs-<step>_e-<epoch>_b-<batch>.png``.
 
-    Logs at global steps 1, 2, 4, ... up to ``batch_frequency`` when ``increase_log_steps``,
-    then every ``batch_frequency`` steps; images also go to TensorBoard when it is the logger.
+    Each image tensor the model returns is a row titled with its name (``max_images`` images at
+    most, upscaled with nearest neighbours so 32-pixel images stay readable); a list of strings
+    under ``column_titles`` labels the columns. Logs at global steps 1, 2, 4, ... below
+    ``batch_frequency`` when ``increase_log_steps`` (the first minutes of a run show something),
+    then every ``batch_frequency`` steps; the rows also go to TensorBoard when it is the logger.
     """
 
     def __init__(self, batch_frequency, max_images, clamp=True, increase_log_steps=True,
                  rescale=True, disabled=False, log_on_batch_idx=False, log_first_step=False,
-                 log_images_kwargs=None):
+                 log_images_kwargs=None, min_side: int = 96):
         super().__init__()
         if batch_frequency < 1:
             raise ValueError(f"ImageLogger batch_frequency must be >= 1, got {batch_frequency}")
@@ -175,6 +181,7 @@ class ImageLogger(Callback):
         self.log_on_batch_idx = log_on_batch_idx
         self.log_first_step = log_first_step
         self.log_images_kwargs = dict(log_images_kwargs or {})
+        self.min_side = int(min_side)
         self.log_steps = [2**n for n in range(int(np.log2(self.batch_freq)) + 1)]
         if not increase_log_steps:
             self.log_steps = [self.batch_freq]
@@ -190,10 +197,16 @@ class ImageLogger(Callback):
         return Path(trainer.default_root_dir) / "images"
 
     @rank_zero_only
-    def log_local(self, save_dir, split, images, global_step, current_epoch, batch_idx):
-        for key, batch in images.items():
-            name = f"{key}_gs-{global_step:06}_e-{current_epoch:06}_b-{batch_idx:06}.png"
-            save_grid(batch, Path(save_dir) / split / name, nrow=4)
+    def log_local(self, save_dir, split, images, global_step, current_epoch, batch_idx, column_titles=()):
+        name = f"gs-{global_step:06}_e-{current_epoch:06}_b-{batch_idx:06}.png"
+        save_labelled_grid(images, Path(save_dir) / split / name, column_titles[: self.max_images], self.min_side)
+
+    def _kwargs(self, pl_module) -> dict:
+        """``N = max_images`` for models whose ``log_images`` takes it (they draw N examples)."""
+        kwargs = dict(self.log_images_kwargs)
+        if "N" not in kwargs and "N" in inspect.signature(pl_module.log_images).parameters:
+            kwargs["N"] = self.max_images
+        return kwargs
 
     def log_img(self, trainer, pl_module, batch, batch_idx, split="train"):
         check_idx = batch_idx if self.log_on_batch_idx else pl_module.global_step
@@ -204,18 +217,17 @@ class ImageLogger(Callback):
         self._logged.add((split, check_idx))  # once per step, not once per validation batch
         was_training = pl_module.training
         pl_module.eval()
+        kwargs = self._kwargs(pl_module)
         with torch.no_grad():
-            images = pl_module.log_images(batch, split=split, **self.log_images_kwargs)
+            logged = pl_module.log_images(batch, split=split, **kwargs)
         if was_training:
             pl_module.train()
-        images = {
-            k: (v[: self.max_images].detach().float().cpu().clamp(-1, 1) if self.clamp
-                else v[: self.max_images].detach().float().cpu())
-            for k, v in images.items()
-            if isinstance(v, torch.Tensor)
-        }
-        self.log_local(self.image_dir(trainer), split, images, pl_module.global_step,
-                       pl_module.current_epoch, batch_idx)
+        keep = None if "N" in kwargs else self.max_images  # a model that drew N examples keeps its chain rows whole
+        images = {k: v[:keep].detach().float().cpu() for k, v in logged.items() if isinstance(v, torch.Tensor)}
+        if self.clamp:
+            images = {k: v.clamp(-1, 1) for k, v in images.items()}
+        self.log_local(self.image_dir(trainer), split, images, pl_module.global_step, pl_module.current_epoch,
+                       batch_idx, list(logged.get("column_titles", ())))
         self._log_to_tensorboard(trainer, images, split, pl_module.global_step)
 
     @rank_zero_only
@@ -224,8 +236,8 @@ class ImageLogger(Callback):
         if not hasattr(experiment, "add_image"):
             return
         for key, batch in images.items():
-            grid = (make_grid(batch, nrow=4) + 1.0) / 2.0
-            experiment.add_image(f"{split}/{key}", grid, global_step=step)
+            grid = (make_grid(batch, nrow=len(batch)) + 1.0) / 2.0  # one row, as in the PNG
+            experiment.add_image(f"{split}/{re.sub(r'[^A-Za-z0-9_.-]+', '_', key).strip('_')}", grid, global_step=step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if pl_module.global_step > 0 or self.log_first_step:

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 # the suffixes read as images wherever a folder is scanned (datasets, the inpaint CLI); PIL reads them all
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
@@ -131,3 +131,45 @@ def image_is_intact(path: str | Path) -> bool:
         return True
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return False
+
+
+def labelled_grid(rows: dict, column_titles=(), min_side: int = 96, padding: int = 2) -> Image.Image:
+    """One picture of named image rows: each row (N, C, H, W) in [-1, 1] is laid out left to right
+    under its name, images upscaled (nearest neighbour) to at least ``min_side`` pixels so small
+    codes stay visible; ``column_titles`` label the columns above the first row."""
+    rows = {name: images.detach().float().cpu() for name, images in rows.items() if len(images)}
+    if not rows:
+        raise ValueError("labelled_grid needs at least one non-empty row")
+    height = max(images.shape[-2] for images in rows.values())
+    factor = max(1, math.ceil(min_side / height))
+    font = ImageFont.load_default(size=max(11, min(18, factor * height // 6)))
+    label = 18 + int(font.size)  # a line of text above each row
+    tiles = {name: [Image.fromarray(to_uint8(image)).convert("RGB").resize(
+        (image.shape[-1] * factor, image.shape[-2] * factor), Image.NEAREST) for image in images]
+        for name, images in rows.items()}
+    width = max(sum(t.width + padding for t in row) + padding for row in tiles.values())
+    top = label if column_titles else 0
+    canvas = Image.new("RGB", (width, top + sum(label + max(t.height for t in row) + padding for row in tiles.values())),
+                       "white")
+    draw = ImageDraw.Draw(canvas)
+    first = next(iter(tiles.values()))
+    for title, x in zip(column_titles, np.cumsum([padding] + [t.width + padding for t in first])):
+        draw.text((int(x), 4), str(title), fill="black", font=font)
+    y = top
+    for name, row in tiles.items():
+        draw.text((padding, y + 4), name, fill="black", font=font)
+        y, x = y + label, padding
+        for tile in row:
+            canvas.paste(tile, (x, y))
+            x += tile.width + padding
+        y += max(t.height for t in row) + padding
+    return canvas
+
+
+def save_labelled_grid(rows: dict, path: str | Path, column_titles=(), min_side: int = 96) -> Path:
+    """Write :func:`labelled_grid` as PNG, atomically."""
+    path = Path(path)
+    picture = labelled_grid(rows, column_titles, min_side)
+    with atomic_path(path) as tmp:
+        picture.save(tmp, format="PNG")
+    return path

@@ -230,13 +230,14 @@ def test_log_images(name, joint, tiny_vqgan_ckpt, tiny_remap):
     model = instantiate_from_config(base_config(tiny_vqgan_ckpt, tiny_remap, name).model).eval()
     batch = next(iter(demo_loader(2)))
     logs = model.log_images(batch, N=2)
-    for key in ("inputs", "reconstructions_t", "reconstructions_t+1", "samples_t"):
+    for key in ("inputs", "x_t-1 (target)", "x_t (the network's input)", "x_t-1 sampled from x_t"):
         assert logs[key].shape == (2, 3, 16, 16), key
         assert torch.isfinite(logs[key]).all(), key
     assert torch.equal(logs["inputs"], batch["image"].permute(0, 3, 1, 2))
-    # x_0 -> x_T as one row of T + 1 pictures (plus padding)
-    assert logs["diffusion_row"].shape[0] == 1 and logs["diffusion_row"].shape[-1] == 5 * 18 + 2
-    assert ("denoise_row" in logs) == joint
+    assert len(logs["column_titles"]) == 2 and all(title.startswith("t=") for title in logs["column_titles"])
+    # x_0 -> x_T: a row of T + 1 pictures
+    assert logs["forward chain x_0 -> x_T of input 1"].shape == (5, 3, 16, 16)
+    assert ("reverse chain x_T -> x_0, sampled" in logs) == joint
 
 
 def test_gpt_input_vocabulary_must_hold_the_class_tokens(tiny_vqgan_ckpt, tiny_remap):
