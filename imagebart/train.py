@@ -200,13 +200,17 @@ def trainer_settings(run: Run) -> dict[str, Any]:
     return trainer_config
 
 
-def build_logger(run: Run):
+def build_logger(run: Run) -> list:
+    """``csv/metrics.csv`` always (``scripts/plot_metrics.py`` reads it), and TensorBoard first when it
+    is installed (the image logger writes to the first logger)."""
     if "logger" in run.lightning_config:
-        return instantiate_from_config(run.lightning_config.logger)
+        return [instantiate_from_config(run.lightning_config.logger)]
+    loggers = [ResumableCSVLogger(save_dir=str(run.logdir), name="csv", version="")]
     try:  # TensorBoard appends: each run adds an event file beside the earlier ones
-        return pl.loggers.TensorBoardLogger(save_dir=str(run.logdir), name="tensorboard", version="")
+        loggers.insert(0, pl.loggers.TensorBoardLogger(save_dir=str(run.logdir), name="tensorboard", version=""))
     except ModuleNotFoundError:  # neither tensorboard nor tensorboardX installed
-        return ResumableCSVLogger(save_dir=str(run.logdir), name="csv", version="")
+        pass
+    return loggers
 
 
 def build_callbacks(run: Run, model, has_validation: bool) -> list:
@@ -331,10 +335,12 @@ def train(opt: Any, overrides: Sequence[str] = ()) -> pl.Trainer:
                        "training: python main.py -r %s -t", resume_checkpoint["global_step"], run.logdir)
     try:
         if run.opt.train:
-            trainer.fit(model, data, ckpt_path=resume)
+            # weights_only=False: a resumed run needs the optimizer and loop state; our CheckpointIO reads
+            # every file with torch's safe loader anyway (imagebart.checkpoint_io)
+            trainer.fit(model, data, ckpt_path=resume, weights_only=False)
         if not run.opt.no_test and not trainer.interrupted and "test" in getattr(data, "datasets", {}):
             # without -t, a resumed run tests the checkpoint's weights, not freshly built ones
-            trainer.test(model, data, ckpt_path=None if run.opt.train else resume)
+            trainer.test(model, data, ckpt_path=None if run.opt.train else resume, weights_only=False)
     except SystemExit:
         if any(isinstance(c, SetupCallback) and c.hard_interrupted for c in trainer.callbacks):
             raise KeyboardInterrupt from None  # Lightning turns a Ctrl-C into exit(1); keep it a Ctrl-C

@@ -57,8 +57,8 @@ def test_training_writes_the_run_directory(tmp_path):
     assert any(p.name.startswith("epoch=") for p in (run / "checkpoints").iterdir())  # best by monitor
     configs = sorted(p.name for p in (run / "configs").iterdir())
     assert len(configs) == 2 and configs[0].endswith("-lightning.yaml") and configs[1].endswith("-project.yaml")
-    assert any((run / "images" / "train").glob("inputs_gs-000002_*.png"))
-    assert any((run / "images" / "train").glob("reconstructions_gs-000004_*.png"))
+    assert any((run / "images" / "train").glob("gs-000002_*.png"))
+    assert any((run / "images" / "train").glob("gs-000004_*.png"))
     assert any((run / "images" / "val").glob("*.png"))
     # the saved project config holds the command-line overrides
     saved = (run / "configs" / configs[1]).read_text()
@@ -156,3 +156,34 @@ def test_empty_dataset_is_named(tmp_path, capsys):
         cli(["--base", str(tmp_path / "empty.yaml"), "-t", "-l", str(tmp_path / "logs")])
     assert exit_info.value.code == 2
     assert str(empty) in capsys.readouterr().err
+
+
+def test_demo_run_logs_images_from_step_one_and_metrics_under_the_readme_names(tmp_path, tiny_scale1_config, capsys):
+    """Demo configs log images at steps 1, 2, 4, ... (increase_log_steps) with max_images columns, upscaled;
+    metrics.csv has train/loss (not _step / _epoch) and only this scale's log_scalors; plot_metrics draws it."""
+    import csv
+
+    from imagebart.cli.plot_metrics import main as plot_metrics
+    from PIL import Image
+
+    main(["--base", str(tiny_scale1_config), "-t", "-l", str(tmp_path / "logs"), "--max_steps", "4", "--no-test",
+          "--limit_val_batches", "1", "--val_check_interval", "2", "--num_sanity_val_steps", "0",
+          "--log_every_n_steps", "1", "lightning.trainer.enable_progress_bar=false",
+          "lightning.callbacks.image_logger.params.max_images=3"])
+    run = only_run_dir(tmp_path)
+    logged = sorted(p.name[:9] for p in (run / "images" / "train").glob("gs-*.png"))
+    assert logged == ["gs-000001", "gs-000002", "gs-000004"]
+    with Image.open(next((run / "images" / "train").glob("gs-000001_*.png"))) as png:
+        # 16-px images upscaled 6x to 96 px; the widest row is the forward chain x_0 .. x_3 (4 images)
+        assert png.width == 4 * (96 + 2) + 2
+        assert png.height > 5 * 96  # inputs, x_t-1, x_t, a sample and the forward chain, each titled
+    with open(run / "csv" / "metrics.csv", newline="") as handle:
+        columns = set(next(csv.reader(handle)))
+    assert {"train/loss", "train/bits_per_token", "val/loss", "val/loss_bits", "val_ema/loss"} <= columns
+    assert not any(c.endswith(("_step", "_epoch")) for c in columns), columns
+    assert sorted(c for c in columns if "log_scalors" in c) == ["train/log_scalors_0"]  # scale 1 trains index 0
+    assert plot_metrics([str(run)]) == 0
+    printed = capsys.readouterr().out
+    assert "train/loss: " in printed and "val_ema/loss_bits: " in printed and f"wrote {run / 'metrics.png'}" in printed
+    with Image.open(run / "metrics.png") as png:
+        assert png.size == (1200, 400)  # two panels, 6 x 4 inches at 100 dpi

@@ -285,12 +285,13 @@ class DenoisingTransformer(OriginalDenoiserAPI, pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss, log = self.shared_step(batch, batch_idx)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
-        self.log("train/bits_per_token", bits_per_token(log["train/loss"]), on_step=True, on_epoch=False)
+        self.log("train/loss", loss, prog_bar=True)  # per step, under the name the README gives
+        self.log("train/bits_per_token", bits_per_token(log["train/loss"]))
         if self.single_scale is None:
-            self.log("train/scale", self._last_t.float(), on_step=True, on_epoch=False)
-        for k, value in enumerate(getattr(self.transformer, "log_scalors", torch.empty(0)).detach()):
-            self.log(f"train/log_scalors_{k}", value, on_step=True, on_epoch=False)
+            self.log("train/scale", self._last_t.float())
+        scalors = getattr(self.transformer, "log_scalors", torch.empty(0)).detach()
+        for k in range(len(scalors)) if self.single_scale is None else [self.single_scale - 1][:len(scalors)]:
+            self.log(f"train/log_scalors_{k}", scalors[k])  # a single scale trains (and logs) its own only
         return loss
 
     def validation_step(self, batch, batch_idx):

@@ -113,7 +113,7 @@ class VQModel(VQGANWrapper, pl.LightningModule):
         opt_ae.zero_grad()
         self.manual_backward(aeloss)
         opt_ae.step()
-        log_kw = dict(on_step=True, on_epoch=True, batch_size=len(x))
+        log_kw = dict(on_step=True, on_epoch=False, batch_size=len(x))  # one column per name: train/rec_loss, ...
         self.log("train/rec_loss", log_ae["train/rec_loss"], prog_bar=True, **log_kw)
         self.log("train/q_loss", qloss.detach(), **log_kw)
         self.log_dict({k: v for k, v in log_ae.items() if k != "train/rec_loss"}, **log_kw)
