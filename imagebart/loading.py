@@ -146,8 +146,9 @@ def native_checkpoint(state_dict: Mapping[str, torch.Tensor], global_step=None, 
 
 
 def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source,
-                 config_source: str = "the config", required=()) -> None:
-    """Load non-strictly; a shape mismatch or a missing ``required`` prefix names both files."""
+                 config_source: str = "the config", required=(), absent=()) -> None:
+    """Load non-strictly; a shape mismatch or a missing ``required`` prefix names both files. Keys under
+    ``absent`` (a first stage loaded from elsewhere) are missing by design and not reported."""
     try:
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
     except (RuntimeError, ValueError) as err:  # shapes, schedule record, network layout
@@ -157,6 +158,7 @@ def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
     if lacking:
         raise ValueError(f"checkpoint {source} lacks {len(lacking)} weights of the model built from "
                          f"{config_source}, e.g. {lacking[:5]}; is it the checkpoint of that config?")
+    missing = [k for k in missing if not k.startswith(tuple(absent))]
     logger.info("restored %s: %d missing and %d unexpected keys", source, len(missing), len(unexpected))
     if missing:
         logger.warning("keys missing from %s: %s", source, missing[:20])
@@ -213,7 +215,9 @@ def load_denoiser(config: Mapping[str, Any], ckpt_path: Union[str, Path], first_
     builds (``strict=False``: report, and go on). Returns the model in eval mode, on CPU, without gradients.
     """
     source = str(ckpt_path)
-    state_dict, record = read_checkpoint(ckpt_path, strict=strict)
+    checkpoint = load_checkpoint(ckpt_path)
+    state_dict, record = read_checkpoint(ckpt_path, strict=strict, checkpoint=checkpoint)
+    exported_ema = isinstance(checkpoint, Mapping) and checkpoint.get("ema_only") is True  # convert --ema_only
     config = config if isinstance(config, DictConfig) else OmegaConf.create(dict(config))
     if "model" not in config:
         raise ValueError(f"{config_source} has no 'model' section")
@@ -227,6 +231,9 @@ def load_denoiser(config: Mapping[str, Any], ckpt_path: Union[str, Path], first_
     shadows = {k[len(EMA):] for k in state_dict if k.startswith(EMA)}
     if use_ema:
         state_dict = ema_into_weights(state_dict)
+    elif exported_ema:
+        (logger.info if ema else logger.warning)("%s holds EMA weights only (exported with --ema_only)%s", source,
+                                                 "" if ema else ": there are no raw weights to use instead")
     elif ema:
         logger.info("%s holds no EMA weights: sampling with its network weights", source)
     state_dict = {k: v for k, v in state_dict.items() if not k.startswith(EMA)}
@@ -240,14 +247,15 @@ def load_denoiser(config: Mapping[str, Any], ckpt_path: Union[str, Path], first_
     _checked(check_hparams, strict, record, model.hparams_record(), source, config_source,
              "list each scale's checkpoint with its own config (scale 1 first), or load with strict=False "
              "(scripts: --ignore_checkpoint_record) to use it anyway")
-    required = (NETWORK,) if first_stage is not None or first_stage_params.get("ckpt_path") else (NETWORK, FIRST_STAGE)
-    load_weights(model, state_dict, source, config_source, required=required)
+    elsewhere = first_stage is not None or first_stage_params.get("ckpt_path")  # shared, or its own file
+    load_weights(model, state_dict, source, config_source, required=(NETWORK,) if elsewhere else (NETWORK, FIRST_STAGE),
+                 absent=(FIRST_STAGE,) if elsewhere else ())
     lacking = [n for n, _ in model.transformer.named_parameters() if use_ema and shadow_name(n) not in shadows]
     if lacking:
         raise ValueError(f"checkpoint {source} lacks the EMA weights of {len(lacking)} parameters of the model "
                          f"built from {config_source}, e.g. {lacking[:5]}; pass ema=False (--no_ema) to use its "
                          "raw weights")
-    model.sampling_weights = "ema" if use_ema else "raw"
+    model.sampling_weights = "ema" if use_ema or exported_ema else "raw"
     model.eval()
     model.requires_grad_(False)
     return model

@@ -40,7 +40,7 @@ def test_official_format_chain_samples_end_to_end(reference_chain):
     assert len(result.intermediates) == 4
 
 
-def test_converted_ema_only_checkpoints_sample_the_same(reference_chain, tmp_path):
+def test_converted_ema_only_checkpoints_sample_the_same_and_say_they_are_ema(reference_chain, tmp_path, caplog):
     sampling, checkpoints, configs = reference_chain
     converted = []
     for i, path in enumerate(checkpoints):
@@ -53,6 +53,13 @@ def test_converted_ema_only_checkpoints_sample_the_same(reference_chain, tmp_pat
     native = tmp_path / "native.yaml"
     OmegaConf.save({"checkpoints": converted, "configs": configs}, native)
     original = ImageBARTChain.from_sampling_config(sampling).sample(2, generator=torch.Generator().manual_seed(3))
-    again = ImageBARTChain.from_sampling_config(native).sample(2, generator=torch.Generator().manual_seed(3))
+    caplog.clear()
+    with caplog.at_level("INFO", logger="imagebart"):
+        exported = ImageBARTChain.from_sampling_config(native)
+    # one true message: the exports hold EMA weights, and the shared first stage is not "missing"
+    assert [scale["weights"] for scale in exported.describe()["scales"]] == ["ema"] * 3
+    assert "holds EMA weights only" in caplog.text
+    assert "holds no EMA weights" not in caplog.text and "keys missing" not in caplog.text
+    again = exported.sample(2, generator=torch.Generator().manual_seed(3))
     assert torch.equal(original.tokens, again.tokens)
     torch.testing.assert_close(original.images, again.images)
