@@ -102,6 +102,59 @@ def test_other_settings_are_named(sampling_yaml, tmp_path, capsys):
     assert "temperature: was [1.0, 1.0, 1.0], now [0.5, 0.5, 0.5]" in capsys.readouterr().err
 
 
+def test_a_run_grows_with_a_larger_n_and_keeps_its_images(sampling_yaml, tmp_path, capsys, caplog):
+    out = tmp_path / "run"
+    assert main(args(sampling_yaml, out, "-n", "3", "--batch_size", "2")) == 0
+    first = {p.name: p.read_bytes() for p in (out / "samples").glob("*.png")}
+    assert main(args(sampling_yaml, out, "-n", "6", "--batch_size", "2")) == 0
+    assert sorted(p.name for p in (out / "samples").glob("*.png")) == [f"{i:06d}.png" for i in range(6)]
+    # batch 0 is kept as it was; image 2 was alone in a partial batch and is drawn again in a full one
+    assert all((out / "samples" / name).read_bytes() == data for name, data in first.items() if name < "000002")
+    assert "growing the run from 3 to 6 images; images 2..2 of its last, partial batch" in caplog.text
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["n"] == 6 and np.load(out / "tokens.npz")["tokens"].shape == (6, L)
+    fresh = tmp_path / "fresh"  # the grown run holds exactly what a run of 6 draws
+    assert main(args(sampling_yaml, fresh, "-n", "6", "--batch_size", "2")) == 0
+    assert np.array_equal(np.load(out / "tokens.npz")["tokens"], np.load(fresh / "tokens.npz")["tokens"])
+    with pytest.raises(SystemExit):  # shrinking would orphan images: refused
+        main(args(sampling_yaml, out, "-n", "4", "--batch_size", "2"))
+    assert "n: was 6, now 4" in capsys.readouterr().err
+
+
+def test_other_settings_are_refused_before_the_chain_loads(sampling_yaml, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    assert main(args(sampling_yaml, out, "-n", "1", "--seed", "1")) == 0
+
+    def not_now(*a, **k):
+        raise AssertionError("the chain was loaded before the settings were checked")
+
+    monkeypatch.setattr(ImageBARTChain, "from_sampling_config", not_now)
+    with pytest.raises(SystemExit) as exc:
+        main(args(sampling_yaml, out, "-n", "1", "--seed", "2"))
+    assert exc.value.code == 2 and "seed: was 1, now 2" in capsys.readouterr().err
+
+
+def test_save_chain_rows_and_grid_scale(sampling_yaml, tmp_path):
+    out = tmp_path / "run"
+    assert main(args(sampling_yaml, out, "-n", "3", "--batch_size", "2", "--save_chain", "--grid_scale", "2")) == 0
+    rows = sorted((out / "chains").glob("*.png"))
+    assert [p.name for p in rows] == [f"{i:06d}.png" for i in range(3)]
+    tile = 2 * IMAGE_SIZE + 2
+    with Image.open(rows[2]) as row, Image.open(out / "samples" / "000002.png") as sample:
+        assert row.size == (4 * tile + 2, tile + 2)  # x_3, x_2, x_1, x_0, each upscaled 2x
+        last = np.asarray(row)[2:2 + 2 * IMAGE_SIZE:2, 3 * tile + 2:3 * tile + 2 + 2 * IMAGE_SIZE:2]
+        assert np.array_equal(last, np.asarray(sample))  # the row ends with the sample itself
+    with Image.open(out / "grid.png") as grid:
+        assert grid.size == (3 * tile + 2, tile + 2)
+    # asked for later, the rows of a finished run are drawn from the same seeds: same x_0
+    (out / "chains" / "000001.png").unlink()
+    assert main(args(sampling_yaml, out, "-n", "3", "--batch_size", "2", "--save_chain")) == 0
+    with Image.open(out / "chains" / "000001.png") as row, Image.open(out / "samples" / "000001.png") as sample:
+        x0 = np.asarray(row)[2:2 + 6 * IMAGE_SIZE:6, 2 + 3 * (6 * IMAGE_SIZE + 2):2 + 3 * (6 * IMAGE_SIZE + 2)
+                              + 6 * IMAGE_SIZE:6]  # default scale: 16 px -> 96 px
+        assert np.array_equal(x0, np.asarray(sample))
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--top_k", "1,2"], "top_k must be one value or a list of 3 values"),
     (["--top_k", "-5"], "top_k values must be >= 1"),
@@ -109,6 +162,7 @@ def test_other_settings_are_named(sampling_yaml, tmp_path, capsys):
     (["--precision", "16"], "--precision 16 needs a CUDA device"),
     (["--class_label", "3"], "the chain is unconditional"),
     (["-n", "0"], "-n and --batch_size must be >= 1"),
+    (["--grid_scale", "0"], "--grid_scale must be >= 1"),
 ])
 def test_bad_arguments_give_a_clear_message(sampling_yaml, tmp_path, capsys, extra, message):
     out = tmp_path / "run"

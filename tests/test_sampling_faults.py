@@ -21,7 +21,7 @@ from PIL import Image
 from tiny_chain import write_chain
 
 from imagebart.cli import inpaint, sample
-from imagebart.sampling.batch import LOCK_NAME, OutdirLock
+from imagebart.sampling.outdir_lock import LOCK_NAME, OutdirLock
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "configs" / "sampling" / "demo.yaml"
@@ -168,7 +168,7 @@ def test_lock_left_by_a_dead_process_does_not_block(tiny, tmp_path):
 
 def test_lock_held_by_another_process_is_named(tiny, tmp_path, capsys):
     out = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom imagebart.sampling.batch import OutdirLock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom imagebart.sampling.outdir_lock import OutdirLock\n"
                                f"with OutdirLock({str(out)!r}):\n    print('locked', flush=True)\n    time.sleep(600)"],
                               stdout=subprocess.PIPE, text=True)
     try:

@@ -22,7 +22,7 @@ from imagebart.cli.common import (
     resolve_device,
     run_command,
 )
-from imagebart.sampling.batch import PRECISIONS, run_sampling, sampling_settings
+from imagebart.sampling.batch import PRECISIONS, check_settings_early, run_sampling, sampling_settings
 
 logger = logging.getLogger(__name__)
 
@@ -31,14 +31,16 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scripts/sample.py",
         description="Sample images from a chain of ImageBART scales (sampling config: checkpoints + configs, "
-                    "scale 1 first) into --outdir; re-running the same command resumes an interrupted run.")
+                    "scale 1 first) into --outdir; re-running the same command resumes an interrupted run, and "
+                    "re-running it with a larger -n adds images to it.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", required=True, help="sampling config YAML (e.g. configs/sampling/demo.yaml)")
     parser.add_argument("-n", "--n_samples", type=int, default=16, help="number of images")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0, help="batch k is seeded from (seed, k)")
     parser.add_argument("--top_k", default=None,
                         help="one value or one per scale, comma-separated, in sampling order (scale T first); "
-                             "default: each scale config's top_k")
+                             "None: each scale config's top_k")
     parser.add_argument("--temperature", default="1.0",
                         help="one value or one per scale, comma-separated, in sampling order (scale T first)")
     parser.add_argument("--class_label", default=None,
@@ -49,8 +51,8 @@ def get_parser() -> argparse.ArgumentParser:
                              "the images)")
     add_guidance_argument(parser)
     add_decoding_arguments(parser)
-    parser.add_argument("--outdir", default="samples", help="output folder (default: ./samples)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--outdir", default="samples", help="output folder")
+    parser.add_argument("--device", default=None, help="torch device (None: cuda if available, else cpu)")
     add_threads_argument(parser)
     parser.add_argument("--precision", default="32", choices=PRECISIONS,
                         help="32 (float32), bf16 (autocast, CUDA or CPU) or 16 (float16 autocast, CUDA only)")
@@ -63,6 +65,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--classifier", default=None,
                         help="for --acceptance_rate: 'demo' (the demo feature network) or a classifier YAML "
                              "(target, params, ckpt_path, ...; see imagebart/evaluation/classifier.py)")
+    parser.add_argument("--save_chain", action="store_true",
+                        help="also write chains/<index>.png: each image's x_T -> ... -> x_0, decoded, in one row")
+    parser.add_argument("--grid_scale", type=int, default=None,
+                        help="upscale grid.png (and the chain rows) this many times with nearest neighbours; "
+                             "None: small images up to about 96 pixels")
     parser.add_argument("--npz", action="store_true",
                         help="also write samples.npz for the ADM evaluation suite (uint8 NHWC arr_0, labels arr_1)")
     add_checkpoint_record_argument(parser)
@@ -111,17 +118,28 @@ def run(args: argparse.Namespace) -> dict:
                          "rate selects from")
     if args.acceptance_rate is not None:
         check_rate(args.acceptance_rate, "--acceptance_rate")
+        if args.save_chain:
+            raise ValueError("--save_chain writes the chains of every image drawn; with --acceptance_rate most are "
+                             "dropped: sample without it, or leave out --save_chain")
     device = resolve_device(args.device)
     apply_threads(args.threads)
     if args.precision == "16" and device.type != "cuda":
         raise ValueError(f"--precision 16 needs a CUDA device (got {device}); use 32 or bf16")
+    if args.grid_scale is not None and args.grid_scale < 1:
+        raise ValueError(f"--grid_scale must be >= 1, got {args.grid_scale}")
     check_outdir(args.outdir)
-    classifier = None if args.classifier is None else load_classifier(args.classifier, device)
     paths = load_sampling_config(args.config)
+    caption = None if args.caption is None else (args.caption[0] if len(args.caption) == 1 else args.caption)
+    check_settings_early(args.outdir, {  # before loading anything: what the arguments alone decide
+        "sampling_config": str(paths.source), "checkpoints": [str(p) for p in paths.checkpoints],
+        "configs": [str(p) for p in paths.configs], "n": args.n_samples, "batch_size": args.batch_size,
+        "seed": args.seed, "device": device.type, "precision": args.precision, "use_cache": not args.no_cache,
+        "ema": not args.no_ema, "offload": args.offload, **({"caption": caption} if caption is not None else {})},
+        grows=args.acceptance_rate is None)
+    classifier = None if args.classifier is None else load_classifier(args.classifier, device)
     chain = ImageBARTChain.from_sampling_config(paths, device=device, ema=not args.no_ema, offload=args.offload,
                                                 strict=not args.ignore_checkpoint_record)
     quantize_chain(chain, args.quantize)
-    caption = None if args.caption is None else (args.caption[0] if len(args.caption) == 1 else args.caption)
     if caption is None and chain.is_text_conditional:
         raise ValueError('the chain is text-conditional: pass --caption "..." (repeat it for several captions)')
     if class_label is None and chain.is_conditional:
@@ -142,7 +160,8 @@ def run(args: argparse.Namespace) -> dict:
     return run_sampling(chain, args.outdir, args.n_samples, args.batch_size, args.seed, top_k=top_k,
                         temperature=temperature, guidance_scale=guidance_scale, class_label=labels, caption=caption,
                         precision=args.precision, use_cache=not args.no_cache, settings=settings,
-                        progress_for_batch=tqdm_progress, npz=args.npz, gamma=gamma)
+                        progress_for_batch=tqdm_progress, npz=args.npz, gamma=gamma, save_chain=args.save_chain,
+                        grid_scale=args.grid_scale)
 
 
 def balanced_labels(chain, class_label, n: int):

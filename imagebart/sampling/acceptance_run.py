@@ -40,13 +40,13 @@ from imagebart.sampling.acceptance import (
     positions_by_class,
 )
 from imagebart.sampling.batch import (
-    OutdirLock,
     check_or_write_settings,
     drop_stale_markers,
     precision_context,
     record_results,
     write_outputs,
 )
+from imagebart.sampling.outdir_lock import OutdirLock
 from imagebart.util import check_positive_int
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ Layout of ``--outdir``::
     tokens.npz                     all final tokens x_0 (n, L), plus class labels if conditional
     grid.png                       the first images as one grid
 
-    .lock                          held (``flock``) while a run writes here; names its process
+    .lock                          held while a run writes here (imagebart.sampling.outdir_lock)
 
 Batch k draws from its own generator, seeded from (seed, k), so it is reproducible on its own:
 an interrupted run resumes by sampling only the batches whose PNGs or marker are missing or
@@ -25,11 +25,7 @@ import contextlib
 import json
 import logging
 import math
-import os
 import platform
-import socket
-import sys
-import time
 import zipfile
 from importlib.metadata import version
 from pathlib import Path
@@ -41,13 +37,14 @@ from PIL import Image
 
 import imagebart
 from imagebart.images import atomic_path, image_is_intact, save_grid, save_image, strict_json, write_json
+from imagebart.sampling.outdir_lock import OutdirLock
 from imagebart.util import check_positive_int
 
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("32", "bf16", "16")
 GRID_MAX_IMAGES = 64
-LOCK_NAME = ".lock"
+GRID_MIN_SIDE = 96  # grid.png upscales smaller images by whole factors up to about this many pixels
 
 
 # helpers
@@ -103,105 +100,58 @@ class SettingsMismatch(ValueError):
     """``--outdir`` holds a run with other settings: resuming would mix two experiments."""
 
 
-def check_or_write_settings(outdir: Path, settings: dict, override_hint: str = "choose a new --outdir") -> bool:
+def _previous_settings(path: Path, override_hint: str):
+    """The settings a folder's earlier run recorded (None: no earlier run), without recorded results."""
+    if not path.is_file():
+        return None
+    try:
+        previous = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise SettingsMismatch(f"{path} is not valid JSON ({err}); delete it to start this folder over, "
+                               f"or {override_hint}") from None
+    return {k: v for k, v in previous.items() if k not in RESULT_KEYS} if isinstance(previous, dict) else previous
+
+
+def _mismatch(outdir: Path, previous, settings: dict, override_hint: str, grows: bool) -> None:
+    """Refuse settings that differ from the earlier run's (``grows``: a larger ``n`` is not a difference)."""
+    if not isinstance(previous, dict):
+        previous = {"settings.json": previous}
+    keys = sorted(k for k in settings if previous.get(k) != settings[k]
+                  and not (grows and k == "n" and isinstance(previous.get(k), int) and settings[k] > previous[k]))
+    if keys:
+        details = "; ".join(f"{k}: was {previous.get(k)!r}, now {settings[k]!r}" for k in keys[:6])
+        raise SettingsMismatch(f"{outdir} holds a run with other settings ({details}). Resume with the same "
+                               f"arguments{' (or a larger -n to add images)' if grows else ''}, {override_hint}, "
+                               f"or delete {outdir / 'settings.json'} to start over there")
+
+
+def check_settings_early(outdir, settings: dict, override_hint: str = "choose a new --outdir",
+                         grows: bool = False) -> None:
+    """Before any expensive work (loading a chain): refuse when the folder's earlier run differs in one
+    of the given ``settings`` (a subset known from the arguments alone)."""
+    outdir = Path(outdir)
+    previous = _previous_settings(outdir / "settings.json", override_hint)
+    if previous is not None:
+        _mismatch(outdir, previous, json.loads(strict_json(settings)), override_hint, grows)
+
+
+def check_or_write_settings(outdir: Path, settings: dict, override_hint: str = "choose a new --outdir",
+                            grows: bool = False) -> bool:
     """Write settings.json, or check that it matches (results recorded there are not settings); returns
-    True when resuming."""
-    path = Path(outdir) / "settings.json"
-    normalised = json.loads(strict_json(settings))
-    if path.is_file():
-        try:
-            previous = json.loads(path.read_text())
-        except (ValueError, UnicodeDecodeError) as err:
-            raise SettingsMismatch(f"{path} is not valid JSON ({err}); delete it to start this folder over, "
-                                   f"or {override_hint}") from None
-        if isinstance(previous, dict):
-            previous = {k: v for k, v in previous.items() if k not in RESULT_KEYS}
-        if previous != normalised:
-            keys = sorted(k for k in set(previous) | set(normalised) if previous.get(k) != normalised.get(k))
-            details = "; ".join(f"{k}: was {previous.get(k)!r}, now {normalised.get(k)!r}" for k in keys[:6])
-            raise SettingsMismatch(f"{Path(outdir)} holds a run with other settings ({details}). Resume with the "
-                                   f"same arguments, {override_hint}, or delete {path} to start over there")
-        return True
-    write_json(normalised, path)
-    return False
-
-
-class OutdirLocked(ValueError):
-    """Another run is writing to the same output folder."""
-
-
-class OutdirLock:
-    """``with OutdirLock(outdir):`` one writer per output folder.
-
-    An ``flock`` on ``<outdir>/.lock``: the kernel drops it when the holder dies, so a lock left by
-    a killed run never blocks. The file records the holder (pid, host, start, command) for the
-    message the next run shows; it is never deleted, as deleting it would let two runs lock two
-    different files of the same name.
-    """
-
-    def __init__(self, outdir, name: str = "--outdir"):
-        self.outdir, self.name, self.fd = Path(outdir), name, None
-
-    def __enter__(self) -> "OutdirLock":
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: run unlocked rather than not at all
-            logger.warning("no file locking on this system: make sure no other run writes to %s", self.outdir)
-            return self
-        path = self.outdir / LOCK_NAME
-        try:
-            self.outdir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as err:
-            raise ValueError(f"{self.name} {self.outdir}: cannot create {path} ({err.strerror or err})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 4096).decode(errors="replace")
-            os.close(fd)
-            raise OutdirLocked(f"{self.name} {self.outdir} is in use by another run ({describe_holder(holder)}); "
-                               f"wait for it to finish, or choose another {self.name}") from None
-        self._remove_stale_temporaries()
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                 "command": " ".join(sys.argv)[:300]}).encode())
-        self.fd = fd
-        return self
-
-    def _remove_stale_temporaries(self) -> None:
-        """Temporary files a killed writer left (``.<name>.<random>.tmp``): only the lock holder may remove them."""
-        for stale in self.outdir.rglob(".*.tmp"):
-            logger.info("removing %s, left by an interrupted run", stale)
-            stale.unlink(missing_ok=True)
-
-    def __exit__(self, *exc) -> None:
-        if self.fd is not None:
-            os.ftruncate(self.fd, 0)
-            os.close(self.fd)  # releases the flock
-            self.fd = None
-
-
-def describe_holder(text: str) -> str:
-    """The lock file's record as words, saying whether its process still runs on this host."""
-    try:
-        holder = json.loads(text)
-        pid, host = int(holder["pid"]), str(holder["host"])
-    except (ValueError, KeyError, TypeError):
-        return "its holder left no record yet"
-    words = f"process {pid} on {host}, started {holder.get('started', '?')}: {holder.get('command', '?')}"
-    if host == socket.gethostname() and not pid_alive(pid):
-        words += f"; process {pid} has ended, so a child process of it still holds the lock"
-    return words
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    True when resuming. ``grows``: a run may continue with a larger ``n`` (the first images stay)."""
+    outdir, normalised = Path(outdir), json.loads(strict_json(settings))
+    previous = _previous_settings(outdir / "settings.json", override_hint)
+    if previous is None:
+        write_json(normalised, outdir / "settings.json")
         return False
-    except PermissionError:  # someone else's process
-        return True
+    _mismatch(outdir, previous, {k: normalised.get(k) for k in set(previous) | set(normalised)}, override_hint,
+              grows)
+    if normalised != previous:  # grown
+        old, size = previous["n"], normalised.get("batch_size", 1)
+        redrawn = (f"; images {old - old % size}..{old - 1} of its last, partial batch are drawn again in a full "
+                   "batch" if old % size else "")
+        logger.info("%s: growing the run from %d to %d images%s", outdir, old, normalised["n"], redrawn)
+        write_json(normalised, outdir / "settings.json")
     return True
 
 
@@ -255,13 +205,17 @@ def drop_stale_markers(batches_dir: Path, pattern: str = "batch_*.npz") -> None:
 def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, temperature=1.0,
                  class_label=None, precision: str = "32", use_cache: bool = True,
                  settings: Optional[dict] = None, progress_for_batch: Optional[Callable] = None,
-                 npz: bool = False, guidance_scale=1.0, caption=None, gamma=None) -> dict:
-    """Sample ``n`` images in batches into ``outdir`` (resuming a previous run); returns a summary.
+                 npz: bool = False, guidance_scale=1.0, caption=None, gamma=None, save_chain: bool = False,
+                 grid_scale: Optional[int] = None) -> dict:
+    """Sample ``n`` images in batches into ``outdir`` (resuming a previous run, or growing it to a larger
+    ``n``); returns a summary.
 
     ``caption`` (text-conditional chains): one string, or a list cycled over the images.
     ``npz``: also write ``samples.npz`` for the ADM evaluation suite (uint8 NHWC images under
     ``arr_0``, class labels under ``arr_1`` for conditional chains).
 
+    ``save_chain``: also write ``chains/<index>.png``, each image's x_T -> ... -> x_0 decoded in one row.
+    ``grid_scale``: nearest-neighbour upscaling of grid.png (None: small images up to about 96 pixels).
     ``progress_for_batch(index, n_batches)`` may return a ``progress(t, step, steps)`` callback.
     The folder is locked (:class:`OutdirLock`) from the settings check to the last file.
     """
@@ -285,21 +239,21 @@ def run_sampling(chain, outdir, n: int, batch_size: int, seed: int, top_k=None, 
         samples_dir, batches_dir = outdir / "samples", outdir / "batches"
         if not (outdir / "settings.json").is_file() and batches_dir.is_dir():
             drop_stale_markers(batches_dir)
-        resumed = check_or_write_settings(outdir, settings or {})
+        resumed = check_or_write_settings(outdir, settings or {}, grows=True)
         samples_dir.mkdir(parents=True, exist_ok=True)
         batches_dir.mkdir(parents=True, exist_ok=True)
         draw = dict(top_k=top_k, temperature=temperature, guidance_scale=guidance_scale, use_cache=use_cache,
-                    gamma=gamma)
+                    gamma=gamma, return_intermediates=save_chain)
         counts = _sample_batches(chain, outdir, n, batch_size, seed, class_label, caption, precision, draw,
-                                 progress_for_batch)
-        _write_totals(chain, outdir, n, batch_size, npz)
+                                 progress_for_batch, grid_scale)
+        _write_totals(chain, outdir, n, batch_size, npz, grid_scale)
     summary = {"outdir": str(outdir), "resumed": resumed, **counts}
     logger.info("%s", summary)
     return summary
 
 
 def _sample_batches(chain, outdir: Path, n, batch_size, seed, class_label, caption, precision, draw: dict,
-                    progress_for_batch) -> dict:
+                    progress_for_batch, grid_scale: Optional[int] = None) -> dict:
     """Sample every batch whose marker or PNGs are missing or damaged; write only those PNGs.
     ``draw``: the keyword arguments every batch passes to :meth:`ImageBARTChain.sample`."""
     samples_dir, batches_dir = outdir / "samples", outdir / "batches"
@@ -308,9 +262,10 @@ def _sample_batches(chain, outdir: Path, n, batch_size, seed, class_label, capti
     for index in range(n_batches):
         start, stop = index * batch_size, min(n, (index + 1) * batch_size)
         pngs = [samples_dir / f"{i:06d}.png" for i in range(start, stop)]
+        rows = [outdir / "chains" / f"{i:06d}.png" for i in range(start, stop)] if draw["return_intermediates"] else []
         marker = batches_dir / f"batch_{index:06d}.npz"
         previous = read_marker(marker, stop - start) if marker.is_file() else None
-        missing = [p for p in pngs if not image_is_intact(p)]
+        missing = [p for p in pngs + rows if not image_is_intact(p)]
         if previous is not None and not missing:
             done += 1
             continue
@@ -326,11 +281,16 @@ def _sample_batches(chain, outdir: Path, n, batch_size, seed, class_label, capti
         if previous is not None and not np.array_equal(previous, tokens):
             logger.warning("batch %d came out differently than in the interrupted run (other device or "
                            "library versions?); keeping the new tokens", index)
-        redo = set(missing) if previous is not None and np.array_equal(previous, tokens) else set(pngs)
+        redo = set(missing) if previous is not None and np.array_equal(previous, tokens) else set(pngs + rows)
         for image, path in zip(result.images, pngs):
             if path in redo or not path.is_file():
                 save_image(image, path)
                 written += 1
+        if any(path in redo or not path.is_file() for path in rows):
+            steps = torch.stack([chain.decode(x) for x in result.intermediates], dim=1).cpu()  # (b, T+1, 3, H, W)
+            for row, path in zip(steps, rows):
+                if path in redo or not path.is_file():
+                    save_grid(upscaled(row, grid_scale), path, nrow=len(row))
         arrays = {"tokens": tokens, "image_index": np.arange(start, stop)}
         if result.class_label is not None:
             arrays["class_label"] = result.class_label.cpu().numpy()
@@ -343,7 +303,8 @@ def _sample_batches(chain, outdir: Path, n, batch_size, seed, class_label, capti
     return {"batches_sampled": sampled, "batches_already_done": done, "images_written": written}
 
 
-def _write_totals(chain, outdir: Path, n: int, batch_size: int, npz: bool = False) -> None:
+def _write_totals(chain, outdir: Path, n: int, batch_size: int, npz: bool = False,
+                  grid_scale: Optional[int] = None) -> None:
     """tokens.npz (all batches), grid.png and optionally samples.npz, from the markers and the PNGs on disk."""
     batches = [np.load(outdir / "batches" / f"batch_{k:06d}.npz") for k in range(math.ceil(n / batch_size))]
     final = {"tokens": np.concatenate([b["tokens"] for b in batches])}
@@ -351,12 +312,13 @@ def _write_totals(chain, outdir: Path, n: int, batch_size: int, npz: bool = Fals
         final["class_label"] = np.concatenate([b["class_label"] for b in batches])
     if chain.is_text_conditional:
         final["caption"] = np.concatenate([b["caption"] for b in batches])
-    write_outputs(chain, outdir, n, final, npz)
+    write_outputs(chain, outdir, n, final, npz, grid_scale)
 
 
-def write_outputs(chain, outdir: Path, n: int, final: dict, npz: bool = False) -> None:
-    """tokens.npz (``final``'s arrays and the latent shape), grid.png and optionally samples.npz (images
-    from the PNGs on disk, labels from ``final["class_label"]``)."""
+def write_outputs(chain, outdir: Path, n: int, final: dict, npz: bool = False, grid_scale: Optional[int] = None) -> None:
+    """tokens.npz (``final``'s arrays and the latent shape), grid.png (upscaled ``grid_scale`` times,
+    None: small images up to about 96 pixels) and optionally samples.npz (images from the PNGs on disk,
+    labels from ``final["class_label"]``)."""
     final = {**final, "latent_shape": np.array(chain.latent_shape)}
     with atomic_path(outdir / "tokens.npz") as tmp:
         with open(tmp, "wb") as handle:
@@ -369,5 +331,13 @@ def write_outputs(chain, outdir: Path, n: int, final: dict, npz: bool = False) -
         with atomic_path(outdir / "samples.npz") as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, **arrays)
-    shown = [_read_png(outdir / "samples" / f"{i:06d}.png") for i in range(min(n, GRID_MAX_IMAGES))]
-    save_grid(torch.stack(shown), outdir / "grid.png", nrow=min(8, len(shown)))
+    shown = torch.stack([_read_png(outdir / "samples" / f"{i:06d}.png") for i in range(min(n, GRID_MAX_IMAGES))])
+    save_grid(upscaled(shown, grid_scale), outdir / "grid.png", nrow=min(8, len(shown)))
+
+
+def upscaled(images: torch.Tensor, scale: Optional[int] = None) -> torch.Tensor:
+    """(B, C, H, W) enlarged ``scale`` times with nearest neighbours (None: by whole factors up to about
+    ``GRID_MIN_SIDE`` pixels), so a grid of 32-pixel images is readable."""
+    scale = scale if scale is not None else max(1, GRID_MIN_SIDE // images.shape[-1])
+    check_positive_int("grid_scale", scale)
+    return images.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
