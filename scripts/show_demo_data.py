@@ -1,7 +1,11 @@
 """Save a grid of DemoScenes pictures as a PNG and print their labels and captions, to see what the demo
-models learn from.
+models learn from; or export single pictures to edit.
 
     python scripts/show_demo_data.py --out demo_grid.png --n 64 --size 32 --scale 4
+    python scripts/show_demo_data.py --split validation --export photos -n 4   # photos/validation_0000.png ...
+
+``--export DIR`` writes each picture as its own PNG at ``--size`` pixels (no padding, no upscaling),
+named ``<split>_<index>.png``, for ``scripts/inpaint.py --image``.
 """
 
 import argparse
@@ -11,8 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imagebart.cli.common import run_cli
+from imagebart.cli.common import docstring_epilog, make_outdir, run_cli
 from imagebart.data.demo import DemoScenes
+from imagebart.images import atomic_path
 
 
 def make_grid(images: list[np.ndarray], ncol: int, pad: int = 2) -> np.ndarray:
@@ -27,20 +32,37 @@ def make_grid(images: list[np.ndarray], ncol: int, pad: int = 2) -> np.ndarray:
     return grid
 
 
+def export(examples: list, folder: Path, split: str, start: int) -> None:
+    """One PNG per picture, and its label and caption on stdout."""
+    for index, example in enumerate(examples, start=start):
+        path = folder / f"{split}_{index:04d}.png"
+        with atomic_path(path) as tmp:
+            Image.fromarray(make_grid([example["image"]], 1, pad=0)).save(tmp, format="PNG")
+        print(f"wrote {path} ({DemoScenes.class_names[example['class_label']]}: {example['caption']})")
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=docstring_epilog(__doc__),
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("demo_grid.png"), help="PNG to write")
-    parser.add_argument("--n", type=int, default=64, help="number of pictures")
+    parser.add_argument("--export", type=Path, default=None, metavar="DIR",
+                        help="instead of a grid, write each picture to DIR/<split>_<index>.png")
+    parser.add_argument("-n", "--n", type=int, default=64, help="number of pictures")
     parser.add_argument("--size", type=int, default=32, help="picture side in pixels")
     parser.add_argument("--split", default="train", choices=["train", "validation"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--start", type=int, default=0, help="first index")
     parser.add_argument("--scale", type=int, default=4, help="nearest-neighbour upscale")
     args = parser.parse_args()
+    if args.n < 1:
+        parser.error(f"-n must be >= 1, got {args.n}")
 
     data = DemoScenes(split=args.split, size=args.size, seed=args.seed,
                       length=max(args.start + args.n, 1))
     examples = [data[i] for i in range(args.start, args.start + args.n)]
+    if args.export is not None:
+        export(examples, make_outdir(args.export, "--export"), args.split, args.start)
+        return
     ncol = math.ceil(math.sqrt(args.n))
     grid = Image.fromarray(make_grid([e["image"] for e in examples], ncol))
     if args.scale > 1:
