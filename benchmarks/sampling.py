@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
+from tqdm import tqdm
 from torch import nn
 
 from imagebart.cli.common import resolve_device
@@ -228,6 +229,7 @@ def bench(size: str, batch: int, modes, max_tokens, gamma: int, device: torch.de
             quantized[id(model)] = copy.deepcopy(model)
             quantized[id(model)].transformer = quantize_network(model.transformer)
     rows = []
+    bar = tqdm(total=len(modes) * len(scales), desc=f"{size}, batch {batch}", unit="scale", file=sys.stderr, leave=False)
     for mode in modes:
         for model in scales:  # the original's loop reads PyTorch's layout, ours the one a chain uses
             set_weight_layout(model.transformer, "row" if mode == "reference" else decoding_layout(device))
@@ -249,7 +251,10 @@ def bench(size: str, batch: int, modes, max_tokens, gamma: int, device: torch.de
                          "passes": stats.get("passes", steps), "tokens": steps,
                          "acceptance": stats["accepted"] / stats["examined"] if stats.get("examined") else None})
             x_t = torch.cat((tokens, x_t[:, steps:]), dim=1)  # x_{t-1} (the untimed tail kept from x_t)
+            bar.set_postfix_str(f"{mode} scale {model.single_scale}: {seconds:.1f} s")
+            bar.update()
         rows.append({"size": size, "batch": batch, "mode": mode, "scale": "image", "seconds": total})
+    bar.close()
     if batch == 1:
         for model in scales:
             x_t = torch.randint(0, n_codes, (1, length), device=device)
@@ -311,7 +316,7 @@ def main(argv=None) -> int:
     parser.add_argument("--gamma", type=int, default=DEFAULT_GAMMA, help="drafts per pass for speculative / int8")
     parser.add_argument("--max_tokens", type=int, default=None,
                         help="time only the first N tokens of each scale and extrapolate to L")
-    parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    parser.add_argument("--device", default=None, help="None: cuda if available, else cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)

@@ -20,7 +20,7 @@ import numpy as np
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from imagebart.cli.common import configure_logging, run_cli
+from imagebart.cli.common import HelpFormatter, configure_logging, run_cli
 from imagebart.remap import first_stage_params, used_codebook_indices, vqgan_without_remap
 from imagebart.util import instantiate_from_config
 
@@ -40,10 +40,11 @@ def dataset_config(config: Mapping, source: str) -> Mapping:
 
 
 def main(argv=None) -> np.ndarray:
-    parser = argparse.ArgumentParser(prog="scripts/compute_remap.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="scripts/compute_remap.py", description=__doc__.splitlines()[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--config", required=True, help="VQGAN or denoiser config YAML")
-    parser.add_argument("--ckpt", default=None, help="VQGAN checkpoint (default: the config's ckpt_path)")
-    parser.add_argument("--data", default=None, help="dataset YAML (default: the config's data.params.train)")
+    parser.add_argument("--ckpt", default=None, help="VQGAN checkpoint (None: the config's ckpt_path)")
+    parser.add_argument("--data", default=None, help="dataset YAML (None: the config's data.params.train)")
     parser.add_argument("--out", required=True, type=Path, help=".npy file to write")
     parser.add_argument("--max_batches", type=int, default=None, help="stop after this many batches")
     parser.add_argument("--batch_size", type=int, default=32)

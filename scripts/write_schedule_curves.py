@@ -16,7 +16,7 @@ import json
 import logging
 from pathlib import Path
 
-from imagebart.cli.common import configure_logging, run_cli
+from imagebart.cli.common import HelpFormatter, configure_logging, run_cli
 
 logger = logging.getLogger("imagebart.write_schedule_curves")
 
@@ -50,7 +50,7 @@ def curve_table(measured: dict, name: str) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="schedule_curves.json")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for <dset>.json")
     args = parser.parse_args(argv)

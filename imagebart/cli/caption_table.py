@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from imagebart.cli.common import (add_table_arguments, docstring_epilog, parse_scale_values, resolve_device,
+from imagebart.cli.common import (HelpFormatter, add_table_arguments, docstring_epilog, parse_scale_values, resolve_device,
                                   run_command, write_table)
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scripts/caption_table.py", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     formatter_class=HelpFormatter,
                                      epilog=docstring_epilog(__doc__))
     parser.add_argument("--config", default="configs/sampling/demo_text.yaml", help="text-conditional sampling config")
     parser.add_argument("-n", "--n_samples", type=int, default=200, help="captions (validation pictures 0..n-1)")

@@ -7,6 +7,7 @@ checks (top-k >= 1, temperature > 0, ...) stay with the chain, which knows T and
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import os
@@ -139,6 +140,10 @@ def make_outdir(path, name: str = "--outdir") -> Path:
     return path
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` that keeps the description's line breaks and shows every option's default."""
+
+
 # logging and errors
 
 
@@ -210,7 +215,7 @@ def parse_guidance_scale(text: str):
 def add_threads_argument(parser) -> None:
     """``--threads``: torch's CPU threads (over-subscribed cores make sampling many times slower)."""
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: torch's own choice, the physical cores); beside a "
+                        help="CPU threads for torch (None: torch's own choice, the physical cores); beside a "
                              "training run on the same cores, give each about half")
 
 
@@ -232,7 +237,7 @@ def add_decoding_arguments(parser) -> None:
     """``--gamma`` / ``--no_speculative``: how many x_t drafts a decoder pass verifies (exact either way)."""
     parser.add_argument("--gamma", default=None,
                         help="x_t drafts each decoder pass verifies on encoder-decoder scales (exact speculative "
-                             "decoding), one value or one per scale in sampling order; default: 6")
+                             "decoding), one value or one per scale in sampling order; None: 6")
     parser.add_argument("--no_speculative", action="store_true",
                         help="decode token by token (gamma 0): each image's draws then do not depend on the "
                              "other images of its batch")

@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 import torch
 
 from imagebart.checkpoint_io import load_checkpoint
-from imagebart.cli.common import add_checkpoint_record_argument, check_outdir, run_command
+from imagebart.cli.common import HelpFormatter, add_checkpoint_record_argument, check_outdir, run_command
 from imagebart.config import load_config
 from imagebart.images import atomic_path
 from imagebart.loading import first_stage_only, load_denoiser, native_checkpoint, read_checkpoint, to_native
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scripts/convert_checkpoint.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("input", help="checkpoint to read")
     parser.add_argument("output", help="where to write the native checkpoint")
     parser.add_argument("--ema_only", action="store_true", help="keep the EMA weights (in the transformer's place) only")

@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from imagebart.cli.common import (add_checkpoint_record_argument, add_threads_argument, apply_threads, check_outdir,
+from imagebart.cli.common import (HelpFormatter, add_checkpoint_record_argument, add_threads_argument, apply_threads, check_outdir,
                                   resolve_device, run_command)
 from imagebart.config import load_config
 from imagebart.images import write_json
@@ -32,14 +32,14 @@ from imagebart.util import instantiate_from_config
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scripts/elbo.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--config", required=True, help="sampling config listing the chain's checkpoints and configs")
     parser.add_argument("--data", default=None,
-                        help="YAML with a dataset {target, params}; default: scale 1's validation data")
+                        help="YAML with a dataset {target, params}; None: scale 1's validation data")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--max_batches", type=int, default=None, help="evaluate on at most this many batches per scale")
     parser.add_argument("--seed", type=int, default=0, help="seed for the forward-process draws")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (None: cuda when available)")
     add_threads_argument(parser)
     add_checkpoint_record_argument(parser)
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
@@ -92,8 +92,10 @@ def build_dataset(args: argparse.Namespace, resolution: int):
 
 
 def run(args: argparse.Namespace) -> None:
+    """Evaluate every scale and write the table (and the JSON figures); a progress bar per scale on stderr."""
+    from tqdm import tqdm
+
     apply_threads(args.threads)
-    """Evaluate every scale and write the table (and the JSON figures)."""
     check_options(args)
     chain = ImageBARTChain.from_sampling_config(args.config, device=resolve_device(args.device),
                                                 strict=not args.ignore_checkpoint_record)
@@ -104,7 +106,9 @@ def run(args: argparse.Namespace) -> None:
         torch.manual_seed(args.seed + t)  # the same forward-process draws on every run
         model = chain.model_for_scale(t)
         loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False)
-        for batch in itertools.islice(loader, args.max_batches):
+        total = len(loader) if args.max_batches is None else min(len(loader), args.max_batches)
+        for batch in tqdm(itertools.islice(loader, args.max_batches), total=total, desc=f"scale {t}/{chain.n_scales}",
+                          unit="batch", file=sys.stderr, leave=False):
             yield {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     models = [chain.model_for_scale(t) for t in range(1, chain.n_scales + 1)]

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from imagebart.cli.common import resolve_device, run_command
+from imagebart.cli.common import HelpFormatter, resolve_device, run_command
 from imagebart.evaluation.demo_features import load_demo_features
 from imagebart.evaluation.image_sets import SET_FORMS, extract, set_labels
 from imagebart.evaluation.inception import WEIGHTS_ENV, WEIGHTS_NAME, load_inception
@@ -22,7 +22,7 @@ FEATURES = ("demo", "inception")
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="scripts/evaluate.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="scripts/evaluate.py", formatter_class=HelpFormatter,
         description="Sample quality of --samples against --reference: FID, KID, precision/recall, and an "
                     "Inception-Score-like number from the feature network's classifier.",
         epilog="examples:\n  python scripts/evaluate.py --samples samples/ --reference demo:validation\n"
@@ -35,13 +35,13 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--feature_weights", default=None,
                         help="weights of the feature network (demo: default models/demo/features.ckpt)")
     parser.add_argument("--inception_weights", default=None,
-                        help=f"--features inception: the local {WEIGHTS_NAME} (default: ${WEIGHTS_ENV}, else torch "
+                        help=f"--features inception: the local {WEIGHTS_NAME} (None: ${WEIGHTS_ENV}, else torch "
                              "hub's checkpoints folder)")
     parser.add_argument("--n", type=int, default=None, help="use the first N images of each set")
     parser.add_argument("--out", default=None, help="also write the metrics to this JSON file")
     parser.add_argument("--save_reference_stats", default=None, help="write the reference statistics here for reuse")
     parser.add_argument("--batch_size", type=int, default=100)
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--device", default=None, help="torch device (None: cuda if available, else cpu)")
     return parser
 
 

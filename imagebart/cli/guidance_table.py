@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from imagebart.cli.common import (add_table_arguments, docstring_epilog, parse_scale_values, resolve_device,
+from imagebart.cli.common import (HelpFormatter, add_table_arguments, docstring_epilog, parse_scale_values, resolve_device,
                                   run_command, write_table)
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scripts/guidance_table.py", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     formatter_class=HelpFormatter,
                                      epilog=docstring_epilog(__doc__))
     parser.add_argument("--config", default="configs/sampling/demo_class.yaml", help="class-conditional sampling config")
     parser.add_argument("--classifier", default="demo", help="'demo' or a classifier YAML (acceptance and accuracy)")

@@ -37,6 +37,7 @@ from typing import Optional, Sequence
 import torch
 
 from imagebart.cli.common import (
+    HelpFormatter,
     add_checkpoint_record_argument,
     add_decoding_arguments,
     add_guidance_argument,
@@ -53,7 +54,8 @@ from imagebart.cli.common import (
 )
 from imagebart.data.base import load_image, open_image, preprocess_image
 from imagebart.images import IMAGE_SUFFIXES, image_is_intact, save_grid, save_image
-from imagebart.sampling.batch import OutdirLock, batch_seed, check_or_write_settings, versions
+from imagebart.sampling.batch import batch_seed, check_or_write_settings, versions
+from imagebart.sampling.outdir_lock import OutdirLock
 from imagebart.sampling.chain import ImageBARTChain
 from imagebart.sampling.editing import edit, paste_back
 from imagebart.sampling.masks import grey_out, parse_mask, token_keep_mask
@@ -67,15 +69,15 @@ logger = logging.getLogger(__name__)
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scripts/inpaint.py", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     formatter_class=HelpFormatter,
                                      epilog=docstring_epilog(__doc__))
     parser.add_argument("--config", required=True, help="sampling config (checkpoints: / configs:, scale 1 first)")
     parser.add_argument("--image", required=True, type=Path, help="an image file or a folder of images")
-    parser.add_argument("--mask", default="upper_half", help="preset spec or mask image file (default: upper_half)")
+    parser.add_argument("--mask", default="upper_half", help="preset spec or mask image file")
     parser.add_argument("-n", "--n_samples", type=int, default=4, help="samples per image")
-    parser.add_argument("--batch_size", type=int, default=None, help="samples per forward pass (default: n)")
+    parser.add_argument("--batch_size", type=int, default=None, help="samples per forward pass (None: n)")
     parser.add_argument("--top_k", default=None,
-                        help="top-k, one value or one per scale (default: each config's top_k)")
+                        help="top-k, one value or one per scale (None: each config's top_k)")
     parser.add_argument("--temperature", default="1.0",
                         help="temperature, one value or one per scale")
     parser.add_argument("--chain_length", default="1",
@@ -89,10 +91,10 @@ def get_parser() -> argparse.ArgumentParser:
     add_decoding_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--outdir", type=Path, default=Path("outputs/inpaint"))
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (None: cuda if available)")
     add_threads_argument(parser)
     parser.add_argument("--no_paste_back", action="store_true",
-                        help="keep the raw decode everywhere (default: paste the original pixels back where the mask "
+                        help="keep the raw decode everywhere (without it: paste the original pixels back where the mask "
                              "keeps them, with a feathered seam)")
     parser.add_argument("--no_ema", action="store_true", help="sample with the raw weights instead of EMA")
     add_checkpoint_record_argument(parser)

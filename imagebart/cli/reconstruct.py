@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from imagebart.cli.common import add_checkpoint_record_argument, per_scale_option, resolve_device, run_command
+from imagebart.cli.common import HelpFormatter, add_checkpoint_record_argument, per_scale_option, resolve_device, run_command
 from imagebart.evaluation.image_sets import SET_FORMS, dataset_labels, image_batches
 from imagebart.images import atomic_path, to_uint8
 from imagebart.sampling.editing import denoise_from, edit, paste_back
@@ -28,13 +28,13 @@ from imagebart.sampling.masks import parse_mask
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scripts/reconstruct.py",
+    parser = argparse.ArgumentParser(prog="scripts/reconstruct.py", formatter_class=HelpFormatter,
                                      description="Encode and decode an image set with a chain's VQGAN; write uint8 "
                                                  "images (N, H, W, 3) under arr_0 of an .npz.")
     parser.add_argument("--config", required=True, help="sampling config whose first stage to use")
     parser.add_argument("--images", required=True, help=f"the image set: {SET_FORMS}")
     parser.add_argument("--out", required=True, help="the .npz to write")
-    parser.add_argument("--n", type=int, default=None, help="the first N images (default: all)")
+    parser.add_argument("--n", type=int, default=None, help="the first N images (None: all)")
     parser.add_argument("--mask", default=None, help="complete instead of reconstruct: a mask preset or file "
                                                      "(white = keep), as scripts/inpaint.py takes")
     parser.add_argument("--no_paste_back", action="store_true", help="with --mask: keep the raw decode everywhere")

@@ -10,19 +10,19 @@ from typing import Optional, Sequence
 
 import torch
 
-from imagebart.cli.common import run_command
+from imagebart.cli.common import HelpFormatter, run_command
 from imagebart.evaluation.demo_features import DEFAULT_WEIGHTS, save_demo_features, train_demo_features
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scripts/train_demo_features.py",
+    parser = argparse.ArgumentParser(prog="scripts/train_demo_features.py", formatter_class=HelpFormatter,
                                      description="Train the CNN whose features give the demo FID (a few minutes on "
                                                  "2 CPU cores) and write its weights and validation accuracies.")
-    parser.add_argument("--out", default=str(DEFAULT_WEIGHTS), help="weights file (default: the shipped one)")
+    parser.add_argument("--out", default=str(DEFAULT_WEIGHTS), help="weights file (the shipped one)")
     parser.add_argument("--n_train", type=int, default=20000, help="training pictures (demo train split)")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (None: torch's)")
     return parser
 
 

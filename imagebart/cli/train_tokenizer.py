@@ -8,14 +8,14 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from imagebart.cli.common import run_command
+from imagebart.cli.common import HelpFormatter, run_command
 
 logger = logging.getLogger(__name__)
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="scripts/train_tokenizer.py",
+        prog="scripts/train_tokenizer.py", formatter_class=HelpFormatter,
         description="Train a BPE caption tokenizer on the captions of a training config's train split (or a "
                     ".tsv / .jsonl caption list) and save it as one JSON file, to name in the config's "
                     "conditioner_config.params.tokenizer.")
