@@ -21,7 +21,9 @@ setup(
         "numpy",
         "pillow",
         "pyyaml",
-        "streamlit>=1.40",
+        "streamlit>=1.53",
+        "streamlit-drawable-canvas>=0.12",  # the inpainting app's mask brush
+        "matplotlib",  # scripts/plot_metrics.py
         "tokenizers>=0.19",
         "tqdm",
     ],

@@ -3,7 +3,8 @@
     streamlit run scripts/inpaint_imagebart.py configs/sampling/demo.yaml
 
 Pick a validation example of the chain's dataset (the demo's DemoScenes need no files) or upload
-a picture; pick a mask preset or upload a mask (white = keep, black = generate); set top-k,
+a picture; pick a mask preset, paint the region to generate with a brush, or upload a mask
+(white = keep, black = generate); set top-k,
 temperature and chain length per scale (sampling order, scale T first), batch size, runs and seed.
 With a class-conditional chain, the class label steers what is generated in the masked region
 (more strongly with a guidance scale > 1, for chains trained with cond_drop_prob); with a
@@ -16,15 +17,17 @@ import time
 
 import streamlit as st
 import torch
+from PIL import Image
 
 from imagebart.apps import widgets
-from imagebart.apps.controls import runs_seeds
+from imagebart.apps.controls import fingerprint, runs_seeds
 from imagebart.apps.display import enlarge, frame, grid_array, mask_array, png_bytes
 from imagebart.apps.examples import class_names, example_image, example_label
 from imagebart.apps.uploads import (
     IMAGE_TYPES,
     UploadError,
     check_mask,
+    mask_from_drawing,
     read_image_upload,
     read_mask_upload,
 )
@@ -34,11 +37,14 @@ from imagebart.sampling.editing import default_chain_lengths, edit, paste_back
 from imagebart.sampling.masks import grey_out, preset_mask
 
 RESULT_KEY = "inpaint_result"
+DRAW = "draw"
+CANVAS_SIDE = 256  # pixels of the drawing canvas (the image is shown upscaled under it)
 MASKS = {  # label -> preset name (None: upload)
     "complete the lower half (keep the upper half)": "upper_half",
     "complete the upper half (keep the lower half; the original app's 'upper-half completion')": "lower_half",
     "inpaint a centre window": "centre",
     "outpaint (keep a centre window)": "outpaint",
+    "draw the region to generate with a brush": DRAW,
     "upload a mask": None,
 }
 WINDOW_DEFAULT = {"centre": 4, "outpaint": 2}  # window side = image side // this, as in the original app
@@ -67,7 +73,8 @@ def choose_image(examples, size: int):
         if label:
             st.caption(label)
         return example_image(examples, int(index), size)
-    upload = st.file_uploader("Image to edit", type=list(IMAGE_TYPES), key="image_upload")
+    # any file type: a wrong one gets our message (the widget's own refusal would leave a red chip behind)
+    upload = st.file_uploader(f"Image to edit ({', '.join(IMAGE_TYPES)})", key="image_upload")
     if upload is None:
         st.info(f"Upload a picture; it is centre-cropped and resized to {size}x{size}.")
         return None
@@ -80,12 +87,37 @@ def choose_image(examples, size: int):
     return prepared.value
 
 
-def choose_mask(size: int, patch: int):
-    """(size, size) 0/1, 1 = keep, from a preset or an upload; None (with a message) otherwise."""
+def draw_mask(image, size: int):
+    """(size, size) 0/1 from a brush drawing on the image (painted = generate); None (with a message) otherwise."""
+    from streamlit_drawable_canvas import st_canvas  # a component: it registers inside a running app only
+
+    if image is None:
+        st.info("Choose an image first, then paint over it.")
+        return None
+    width = st.slider("Brush width (canvas pixels)", min_value=4, max_value=64, value=24, step=4, key="brush_width")
+    background = Image.fromarray(to_uint8(image[0])).resize((CANVAS_SIDE, CANVAS_SIDE), Image.NEAREST)
+    drawing = st_canvas(stroke_width=int(width), stroke_color="rgba(255, 0, 255, 0.6)", background_image=background,
+                        height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode="freedraw", return_image_data=True,
+                        key="mask_canvas")
+    try:
+        data = drawing.image_data
+    except Exception:  # nothing sent back yet
+        data = None
+    mask = None if data is None else mask_from_drawing(data, size)
+    if mask is None:
+        st.info("Paint over the region to generate (the canvas's toolbar undoes and clears).")
+    return mask
+
+
+def choose_mask(size: int, patch: int, image=None):
+    """(size, size) 0/1, 1 = keep, from a preset, a brush drawing on ``image`` or an upload; None (with a
+    message) otherwise."""
     label = st.selectbox("Mask", list(MASKS), key="mask_preset")
     preset = MASKS[label]
+    if preset == DRAW:
+        return draw_mask(image, size)
     if preset is None:
-        upload = st.file_uploader("Mask (white = keep, black or transparent = generate)", type=list(IMAGE_TYPES),
+        upload = st.file_uploader(f"Mask (white = keep, black or transparent = generate; {', '.join(IMAGE_TYPES)})",
                                   key="mask_upload")
         if upload is None:
             st.info("Upload a mask image: white keeps, black is generated.")
@@ -172,13 +204,16 @@ def run_edits(chain, image, mask, settings) -> dict:
     return dict(rows=rows, labels=labels, seconds=seconds, settings=settings)
 
 
-def show_result(result: dict) -> None:
+def show_result(result: dict, current) -> None:
+    """The runs, marked as coming from earlier inputs when ``current`` (the inputs' fingerprint) differs."""
+    stale = widgets.stale_notice(result, current, "the image, the mask or the settings")
     rows = result["rows"]
     side = rows[0].shape[-1]
     n = rows[0].shape[0]
     for run, row in enumerate(rows):
         st.image(enlarge(grid_array(row, nrow=n), side),
-                 caption=f"run {run + 1}: original | masked input | {n - 2} samples")
+                 caption=f"{'earlier inputs, ' if stale else ''}run {run + 1}: original | masked input | "
+                         f"{n - 2} samples")
     grid = grid_array(torch.cat(rows), nrow=n)
     st.download_button("Download all runs (PNG)", data=png_bytes(grid), file_name="imagebart_inpainting.png",
                        mime="image/png", key="download_grid")
@@ -191,6 +226,7 @@ def main() -> None:
     st.title("ImageBART: inpainting, completion, outpainting")
     path = widgets.config_path_input(__file__)
     device = widgets.device_input()
+    widgets.threads_input(__file__)
     chain = widgets.chain_or_stop(path, device, "scripts/inpaint_imagebart.py")
     st.caption(f"`{path}`: {widgets.chain_summary(chain)}")
     examples = widgets.cached_examples(path, widgets.config_mtime(path))
@@ -202,7 +238,7 @@ def main() -> None:
     with left:
         image = choose_image(examples, size)
     with right:
-        mask = choose_mask(size, patch)
+        mask = choose_mask(size, patch, image)
         check = None
         if mask is not None:
             check = check_mask(mask, chain.latent_shape)
@@ -227,13 +263,14 @@ def main() -> None:
         problems.append("a caption")
     if problems:
         st.info("To sample, choose " + " and ".join(problems) + ".")
+    current = None if problems else fingerprint(path, image, mask, settings)
     if st.button("Sample with chain", type="primary", disabled=bool(problems), key="sample"):
         try:
-            st.session_state[RESULT_KEY] = run_edits(chain, image, mask, settings)
+            st.session_state[RESULT_KEY] = {**run_edits(chain, image, mask, settings), "fingerprint": current}
         except ValueError as err:  # settings the chain refuses: say so, keep the app running
             st.error(f"Editing failed: {err}")
     if RESULT_KEY in st.session_state:
-        show_result(st.session_state[RESULT_KEY])
+        show_result(st.session_state[RESULT_KEY], current)
 
 
 main()

@@ -17,7 +17,7 @@ import streamlit as st
 import torch
 
 from imagebart.apps import widgets
-from imagebart.apps.controls import runs_seeds
+from imagebart.apps.controls import fingerprint, runs_seeds
 from imagebart.apps.display import enlarge, grid_array, png_bytes
 from imagebart.apps.examples import class_names
 from imagebart.sampling.batch import batch_seed
@@ -68,12 +68,14 @@ def sample(chain, settings) -> dict:
                 settings={k: v for k, v in settings.items() if k != "show_chain"})
 
 
-def show_result(result: dict) -> None:
+def show_result(result: dict, current) -> None:
+    """The samples, marked as coming from earlier settings when ``current`` (their fingerprint) differs."""
+    stale = widgets.stale_notice(result, current, "the settings")
     images = result["images"]
     side = images.shape[-1]
     batch_size = result["settings"]["batch_size"]
     grid = grid_array(images, nrow=batch_size)
-    caption = f"{len(images)} samples in {result['seconds']:.1f} s (one row per run)"
+    caption = f"{'earlier settings: ' if stale else ''}{len(images)} samples in {result['seconds']:.1f} s (one row per run)"
     if result["labels"]:
         caption += f"; class labels {result['labels']}"
     st.image(enlarge(grid, side), caption=caption)
@@ -93,6 +95,7 @@ def main() -> None:
     st.title("ImageBART: sampling")
     path = widgets.config_path_input(__file__)
     device = widgets.device_input()
+    widgets.threads_input(__file__)
     chain = widgets.chain_or_stop(path, device, "scripts/sample_imagebart.py")
     st.caption(f"`{path}`: {widgets.chain_summary(chain)}")
 
@@ -105,13 +108,14 @@ def main() -> None:
         bad.append("caption")
     if bad:
         st.error(f"Fix the {' and '.join(bad).replace('_', '-')} schedule in the sidebar to sample.")
+    current = None if bad else fingerprint(path, {k: v for k, v in settings.items() if k != "show_chain"})
     if st.button("Sample", type="primary", disabled=bool(bad), key="sample"):
         try:
-            st.session_state[RESULT_KEY] = sample(chain, settings)
+            st.session_state[RESULT_KEY] = {**sample(chain, settings), "fingerprint": current}
         except ValueError as err:  # settings the chain refuses: say so, keep the app running
             st.error(f"Sampling failed: {err}")
     if RESULT_KEY in st.session_state:
-        show_result(st.session_state[RESULT_KEY])
+        show_result(st.session_state[RESULT_KEY], current)
 
 
 main()

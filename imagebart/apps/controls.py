@@ -33,16 +33,38 @@ def config_path_from(argv: Sequence[str], script: str | os.PathLike,
     ``argv[0]`` is this script, because under ``AppTest`` ``sys.argv`` belongs to pytest.
     ``--config <path>`` is accepted as well as a bare path.
     """
-    args = list(argv[1:]) if argv and _same_file(argv[0], script) else []
-    args = [a for a in args if a != "--"]
+    args = _script_args(argv, script)
     if "--config" in args:
         i = args.index("--config")
         if i + 1 < len(args):
             return args[i + 1]
-    positional = [a for a in args if not a.startswith("-")]
+    positional = [a for i, a in enumerate(args) if not a.startswith("-")
+                  and not (i > 0 and args[i - 1] in VALUE_OPTIONS)]
     if positional:
         return positional[0]
     return environ.get(CONFIG_ENV) or None
+
+
+VALUE_OPTIONS = ("--config", "--threads")  # options of the apps' command line that take a value
+
+
+def _script_args(argv: Sequence[str], script) -> list:
+    """The app's own arguments (``streamlit run <script> [--] <args>``); none under ``AppTest``."""
+    args = list(argv[1:]) if argv and _same_file(argv[0], script) else []
+    return [a for a in args if a != "--"]
+
+
+def threads_from(argv: Sequence[str], script: str | os.PathLike) -> Optional[int]:
+    """``--threads N`` on the app's command line (``streamlit run <script> <config> -- --threads 2``), or None;
+    a value that is not a positive integer raises ValueError naming it."""
+    args = _script_args(argv, script)
+    if "--threads" not in args:
+        return None
+    i = args.index("--threads")
+    value = args[i + 1] if i + 1 < len(args) else ""
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"--threads must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def _same_file(a, b) -> bool:
@@ -103,3 +125,25 @@ def runs_seeds(seed: int, n_runs: int, seed_of: Callable[[int, int], int]) -> li
     seed = check_positive_int("seed", seed, minimum=0)
     n_runs = check_positive_int("number of runs", n_runs)
     return [seed_of(seed, run) for run in range(n_runs)]
+
+
+# results and the inputs that made them
+
+
+def fingerprint(*values) -> str:
+    """A digest of what produced a result (tensors by dtype, shape and bytes, the rest by ``repr``), so a
+    page can tell results of the current inputs from results of earlier ones."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.numpy().tobytes())
+        else:
+            digest.update(repr(value).encode())
+        digest.update(b"\x00")
+    return digest.hexdigest()

@@ -62,15 +62,21 @@ def open_upload(data: bytes, name: str = "upload") -> Image.Image:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise UploadError(f"{name} is too large to decode ({err}); the limit is {MAX_PIXELS:,} pixels") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise UploadError(f"{name} is not an image that can be read ({', '.join(IMAGE_TYPES)}): {err}") from None
+    except UnidentifiedImageError:  # PIL's message names only its in-memory buffer
+        raise UploadError(f"{name} is not an image that can be read; upload one of {', '.join(IMAGE_TYPES)}") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise UploadError(f"{name} is not an image that can be read ({', '.join(IMAGE_TYPES)}): "
+                          f"{str(err) or type(err).__name__}") from None
     if image.width < 1 or image.height < 1:
         raise UploadError(f"{name} has no pixels ({image.width}x{image.height})")
     return image
 
 
 def has_alpha(image: Image.Image) -> bool:
-    return image.mode in ALPHA_MODES or "transparency" in image.info
+    """Whether any pixel is (partly) transparent: an alpha channel that is opaque everywhere changes nothing."""
+    if image.mode not in ALPHA_MODES and "transparency" not in image.info:
+        return False
+    return image.convert("RGBA").getchannel("A").getextrema()[0] < 255
 
 
 def flatten_alpha(image: Image.Image) -> Image.Image:
@@ -87,8 +93,10 @@ def prepare_image(image: Image.Image, size: int, name: str = "image") -> Prepare
     """Any PIL image -> (1, 3, size, size) in [-1, 1], noting every change made on the way."""
     notes = []
     if has_alpha(image):
-        notes.append(("warning", f"{name} has an alpha channel: transparent pixels were flattened onto white."))
+        notes.append(("warning", f"{name} has transparent pixels: they were flattened onto white."))
         image = flatten_alpha(image)
+    elif image.mode in ALPHA_MODES or "transparency" in image.info:
+        image = image.convert("RGBA").convert("RGB")  # an opaque alpha channel: dropped, nothing to say
     elif image.mode != "RGB":
         if image.mode in SIXTEEN_BIT_MODES:
             notes.append(("info", f"{name} has 16 bits per pixel: scaled to 8 bits."))
@@ -125,6 +133,21 @@ def read_mask_upload(data: bytes, size: int, name: str = "uploaded mask") -> Pre
     except (ValueError, TypeError) as err:
         raise UploadError(f"{name}: {err}") from None
     return Prepared(mask, notes)
+
+
+def mask_from_drawing(rgba, size: int) -> Optional[torch.Tensor]:
+    """A brush drawing (H, W, 4) uint8 RGBA from the canvas, painted = generate, -> (size, size) 0/1 mask,
+    1 = keep; a pixel is generated where at least half of its area is painted. None when nothing is painted."""
+    import numpy as np
+
+    rgba = np.asarray(rgba)
+    if rgba.ndim != 3 or rgba.shape[-1] != 4:
+        raise UploadError(f"expected an (H, W, 4) RGBA drawing, got shape {rgba.shape}")
+    painted = torch.from_numpy((rgba[..., 3] > 0).astype(np.float32))[None, None]  # (1, 1, H, W)
+    if not bool(painted.any()):
+        return None
+    coverage = torch.nn.functional.interpolate(painted, size=(size, size), mode="area")[0, 0]  # (size, size)
+    return (coverage < 0.5).float()
 
 
 @dataclass

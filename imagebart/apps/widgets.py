@@ -14,12 +14,13 @@ import streamlit as st
 import torch
 
 from imagebart.apps.controls import (
-    CONFIG_ENV, SCHEDULE_MODES, build_schedule, class_label_value, config_path_from, format_values,
+    CONFIG_ENV, SCHEDULE_MODES, build_schedule, class_label_value, config_path_from, format_values, threads_from,
 )
 from imagebart.apps.examples import validation_examples
 from imagebart.sampling.chain import ImageBARTChain
 
 CONFIG_KEY = "sampling_config"  # session-state key of the config path (tests may set it)
+THREADS_KEY = "threads"
 
 
 # the chain
@@ -38,6 +39,23 @@ def config_path_input(script: str) -> Optional[str]:
 def device_input() -> str:
     options = ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
     return st.sidebar.selectbox("Device", options, key="device")
+
+
+def threads_input(script: str) -> int:
+    """torch's CPU threads, set for every run: ``--threads`` on the command line, else torch's default (the
+    physical cores). Beside a training run on the same cores, give each about half: over-subscribed cores
+    make sampling many times slower."""
+    if THREADS_KEY not in st.session_state:
+        try:
+            st.session_state[THREADS_KEY] = threads_from(sys.argv, script) or torch.get_num_threads()
+        except ValueError as err:
+            st.sidebar.error(f"{err}; using torch's default")
+            st.session_state[THREADS_KEY] = torch.get_num_threads()
+    threads = int(st.sidebar.number_input("CPU threads", min_value=1, max_value=max(1, os.cpu_count() or 1) * 2,
+                                          step=1, key=THREADS_KEY,
+                                          help="beside a training run on the same cores, give each about half"))
+    torch.set_num_threads(threads)
+    return threads
 
 
 @st.cache_resource(show_spinner="Loading the ImageBART chain ...", max_entries=2)
@@ -166,6 +184,19 @@ def class_label_input(container, chain: ImageBARTChain, names: Optional[Sequence
     label = container.selectbox("Class label", list(range(chain.n_classes)), key="class_label",
                                 format_func=lambda i: f"{i}: {names[i]}" if names else str(i))
     return class_label_value("label", label)
+
+
+# results
+
+
+def stale_notice(result: dict, current: Optional[str], what: str) -> bool:
+    """Warn when ``result`` (holding the ``fingerprint`` of its inputs) came from other inputs than the
+    ``current`` ones (None: the current inputs are incomplete or invalid); returns whether it is stale."""
+    stale = result.get("fingerprint") != current
+    if stale:
+        st.warning(f"The results below come from earlier inputs: {what} changed since. Sample again to update them.",
+                   icon="⚠️")
+    return stale
 
 
 # progress

@@ -11,11 +11,12 @@ from PIL import Image
 from tiny_chain import IMAGE_SIZE, SIDE, write_chain
 
 from imagebart.apps.controls import (
-    CONFIG_ENV, build_schedule, class_label_value, config_path_from, format_values, runs_seeds,
+    CONFIG_ENV, build_schedule, class_label_value, config_path_from, fingerprint, format_values, runs_seeds,
+    threads_from,
 )
 from imagebart.apps.display import enlarge, frame, grid_array, mask_array, png_bytes
 from imagebart.apps.examples import class_names, example_image, validation_examples
-from imagebart.apps.uploads import UploadError, check_mask, read_image_upload, read_mask_upload
+from imagebart.apps.uploads import UploadError, check_mask, mask_from_drawing, read_image_upload, read_mask_upload
 from imagebart.cli.common import parse_scale_values
 from imagebart.sampling.masks import centre_window, keep_all, edit_all
 
@@ -100,10 +101,19 @@ def test_image_upload_alpha_is_flattened_onto_white_with_a_warning():
     rgba[..., 0] = 255  # red, transparent in the left half
     rgba[:, IMAGE_SIZE // 2:, 3] = 255
     prepared = read_image_upload(png(rgba, "RGBA"), IMAGE_SIZE)
-    assert any("alpha" in m for m in prepared.messages("warning"))
+    assert any("transparent pixels" in m for m in prepared.messages("warning"))
     image = prepared.value[0]  # (3, H, W)
     assert torch.allclose(image[:, :, 0], torch.ones(3, IMAGE_SIZE))  # white where transparent
     assert torch.allclose(image[:, :, -1], torch.tensor([1.0, -1.0, -1.0])[:, None].expand(3, IMAGE_SIZE))
+
+
+def test_an_opaque_alpha_channel_is_dropped_without_a_note():
+    rgba = np.random.default_rng(2).integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    prepared = read_image_upload(png(rgba, "RGBA"), IMAGE_SIZE)
+    assert prepared.notes == []
+    expected = torch.from_numpy(rgba[..., :3] / 127.5 - 1.0).permute(2, 0, 1).float()
+    assert torch.allclose(prepared.value[0], expected, atol=1e-6)
 
 
 def test_image_upload_odd_size_is_cropped_and_resized_with_notes():
@@ -122,8 +132,9 @@ def test_image_upload_odd_size_is_cropped_and_resized_with_notes():
     (png(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))[:400], "not an image"),
 ], ids=["empty", "text", "truncated_png"])
 def test_bad_uploads_raise_upload_error(data, message):
-    with pytest.raises(UploadError, match=message):
+    with pytest.raises(UploadError, match=message) as info:
         read_image_upload(data, IMAGE_SIZE, name="x.png")
+    assert "BytesIO" not in str(info.value) and "x.png" in str(info.value)
     with pytest.raises(UploadError, match=message):
         read_mask_upload(data, IMAGE_SIZE, name="x.png")
 
@@ -193,3 +204,39 @@ def test_display_helpers():
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(grid)))), grid)
     framed = frame(np.full((2, 3), 255, np.uint8), width=1, value=7)
     assert framed.shape == (4, 5) and framed[0].tolist() == [7] * 5 and (framed[1:3, 1:4] == 255).all()
+
+
+def test_threads_from_the_apps_command_line(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text("")
+    assert threads_from([str(script), "demo.yaml", "--", "--threads", "2"], script) == 2
+    assert config_path_from([str(script), "--threads", "2", "demo.yaml"], script, environ={}) == "demo.yaml"
+    assert threads_from([str(script), "demo.yaml"], script) is None
+    assert threads_from(["pytest"], script) is None  # someone else's command line
+    with pytest.raises(ValueError, match="--threads must be a positive integer, got '0'"):
+        threads_from([str(script), "--threads", "0"], script)
+
+
+def test_fingerprints_tell_inputs_apart():
+    image = torch.zeros(1, 3, 4, 4)
+    assert fingerprint("a.yaml", image, {"seed": 0}) == fingerprint("a.yaml", image.clone(), {"seed": 0})
+    assert fingerprint("a.yaml", image, {"seed": 0}) != fingerprint("a.yaml", image, {"seed": 1})
+    changed = image.clone()
+    changed[0, 0, 0, 0] = 1
+    assert fingerprint("a.yaml", image) != fingerprint("a.yaml", changed)
+
+
+def test_a_brush_drawing_becomes_a_mask_where_half_a_pixel_is_painted():
+    drawing = np.zeros((64, 64, 4), np.uint8)  # the canvas, 4 canvas pixels per image pixel and side
+    assert mask_from_drawing(drawing, 16) is None  # nothing painted yet
+    drawing[:32, :32, 3] = 153  # the upper-left quarter painted (a semi-transparent brush)
+    drawing[40:42, 40:44, 3] = 255  # half of image pixel (10, 10): generated
+    drawing[48:49, 48:52, 3] = 255  # a quarter of image pixel (12, 12): kept
+    mask = mask_from_drawing(drawing, 16)
+    assert mask.shape == (16, 16) and mask.dtype == torch.float32
+    expected = torch.ones(16, 16)
+    expected[:8, :8] = 0
+    expected[10, 10] = 0
+    assert torch.equal(mask, expected)
+    with pytest.raises(UploadError, match="RGBA drawing"):
+        mask_from_drawing(np.zeros((4, 4, 3), np.uint8), 2)

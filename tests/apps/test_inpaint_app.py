@@ -104,7 +104,7 @@ def test_rgba_odd_size_upload_warns_and_edits(monkeypatch, bare_yaml):
     at.file_uploader(key="image_upload").set_value(("odd.png", png(rgba, "RGBA"), "image/png")).run()
     assert not at.exception and not errors(at)
     warnings = " ".join(w.value for w in at.warning)
-    assert "alpha channel" in warnings and "not square" in warnings
+    assert "transparent pixels" in warnings and "not square" in warnings
     at.number_input(key="batch_size").set_value(1)
     for t in (1, 2, 3):
         at.number_input(key=f"chain_length_{t}").set_value(1)
@@ -165,3 +165,43 @@ def test_text_guided_editing(monkeypatch, tmp_path):
     at.button(key="sample").click().run()
     assert not at.exception and not errors(at)
     assert at.session_state["inpaint_result"]["settings"]["caption"] == "two small triangles"
+
+
+@needs_uploads
+def test_results_of_earlier_inputs_are_marked_and_wrong_files_named(monkeypatch, demo_yaml):
+    at = app(monkeypatch, demo_yaml)
+    at.number_input(key="batch_size").set_value(1)
+    for t in (1, 2, 3):
+        at.number_input(key=f"chain_length_{t}").set_value(1)
+    at.button(key="sample").click().run()
+    assert not at.exception and not at.warning  # fresh results: nothing to warn about
+    at.selectbox(key="mask_preset").set_value(CENTRE).run()  # a new mask
+    assert any("earlier inputs" in w.value for w in at.warning)
+    assert any(c.startswith("earlier inputs, run 1") for image in at.image for c in image.captions)
+    # a failed upload keeps them marked too, and its message names the file, not a buffer
+    at.radio(key="image_source").set_value("upload an image").run()
+    at.file_uploader(key="image_upload").set_value(("notes.txt", b"shopping list", "text/plain")).run()
+    assert not at.exception
+    assert any("'notes.txt' is not an image" in e and "png" in e and "BytesIO" not in e for e in errors(at))
+    assert any("earlier inputs" in w.value for w in at.warning)
+
+
+def test_threads_control_sets_torch_threads(monkeypatch, demo_yaml):
+    before = torch.get_num_threads()
+    try:
+        at = app(monkeypatch, demo_yaml)
+        assert at.number_input(key="threads").value == before  # torch's default
+        at.number_input(key="threads").set_value(1).run()
+        assert not at.exception and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_brush_asks_for_an_image_and_then_for_paint(monkeypatch, demo_yaml):
+    """AppTest cannot paint on the canvas (a browser component); the browser test does (tests/browser)."""
+    at = app(monkeypatch, demo_yaml)
+    at.selectbox(key="mask_preset").set_value("draw the region to generate with a brush").run()
+    assert not at.exception and not errors(at)
+    assert any("Paint over the region to generate" in i.value for i in at.info)
+    assert at.slider(key="brush_width").value == 24
+    assert at.button(key="sample").disabled  # nothing painted: nothing to edit
