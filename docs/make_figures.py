@@ -9,7 +9,8 @@ per class, without and with guidance) and ``docs/demo_class_editing.png`` (the c
 images re-generated as each class), enlarged 4x with nearest-neighbour so the 32x32 pixels stay
 visible. From the text-conditional chain: ``docs/demo_text_samples.png`` (a row per caption) and
 ``docs/demo_text_editing.png`` (the centre of the same images re-generated for several captions).
-``--only unconditional``, ``--only class`` or ``--only text`` redraws one chain's pictures.
+``docs/mask_presets.png`` shows every ``--mask`` preset on one picture (no chain needed).
+``--only unconditional``, ``--only class``, ``--only text`` or ``--only masks`` redraws one figure set.
 """
 
 from __future__ import annotations
@@ -120,6 +121,24 @@ def text_figures(chain: ImageBARTChain, out: Path, per_row: int = 8) -> None:
     save(make_grid(torch.stack(tiles), nrow=2 + len(EDIT_CAPTIONS), pad_value=1.0), out / "demo_text_editing.png")
 
 
+MASK_PRESETS = ("upper_half", "lower_half", "centre:0.5", "outpaint:0.5", "centre")
+
+
+def mask_presets_figure(out: Path) -> None:
+    """One validation picture under every preset: the mask (white = keep) and the masked input (grey = generated)."""
+    from imagebart.images import save_labelled_grid
+    from imagebart.sampling.masks import parse_mask
+
+    image = validation_images(4)[3:4]  # (1, 3, 32, 32)
+    rows = {}
+    for spec in MASK_PRESETS:
+        mask = parse_mask(spec, tuple(image.shape[-2:]))  # (H, W), 1 = keep
+        rows[spec] = torch.cat((mask.expand(1, 3, -1, -1) * 2 - 1, grey_out(image, mask)))
+    save_labelled_grid(rows, out / "mask_presets.png", column_titles=["mask", "input"],
+                       min_side=96)
+    print(f"wrote {out / 'mask_presets.png'}")
+
+
 def main() -> None:
     import sys
 
@@ -135,6 +154,8 @@ def main() -> None:
         class_editing_figure(chain, out)
     if only in (None, "text"):
         text_figures(ImageBARTChain.from_sampling_config(TEXT_CONFIG), out)
+    if only in (None, "masks"):
+        mask_presets_figure(out)
 
 
 if __name__ == "__main__":
