@@ -4,6 +4,7 @@ exact speculative decoding, and speculative decoding with int8 weights, per scal
     python benchmarks/sampling.py                                   # the shipped demo chain, batch 1 and 16
     python benchmarks/sampling.py --sizes ffhq --batch 1 --max_tokens 32   # released FFHQ sizes (CPU: minutes)
     python benchmarks/sampling.py --sizes configs/sampling/my_chain.yaml --modes cached,speculative
+    python benchmarks/sampling.py --sizes ffhq --batch 1,16,64 --modes cached,speculative --precision bf16   # a GPU
 
 Sizes: ``demo`` is the shipped demo chain (trained weights, so acceptance rates are real); ``ffhq``
 builds the released FFHQ 4-scale configs with random weights and a tiny stand-in first stage with
@@ -44,6 +45,7 @@ from torch import nn
 from imagebart.cli.common import resolve_device
 from imagebart.config import load_config
 from imagebart.modules.autoregressive import DEFAULT_GAMMA, filtered_probabilities
+from imagebart.sampling.batch import PRECISIONS, precision_context
 from imagebart.sampling.chain import ImageBARTChain
 from imagebart.sampling.layout import LAYOUTS, decoding_layout, set_weight_layout, weight_layout
 from imagebart.sampling.quantize import quantize_network
@@ -270,18 +272,29 @@ def bench(size: str, batch: int, modes, max_tokens, gamma: int, device: torch.de
                          "seconds": 0.0, "step_ms": {k: round(v * 1e3, 2) for k, v in per_step.items()}})
     params = sum(sum(p.numel() for p in m.transformer.parameters()) for m in scales) / 1e6
     for row in rows:
-        row.update(L=length, timed=steps, params_M=round(params, 1))
+        row.update(L=length, timed=steps, params_M=round(params, 1), n_scales=len(scales))
     return rows
 
 
 # report
 
 
+PRECISION_NAMES = {"32": "fp32", "bf16": "bf16 autocast", "16": "fp16 autocast"}
+
+
+def tokens_per_second(row) -> str:
+    """Tokens drawn a second: L per image and scale (L times the scales for a whole image)."""
+    if row["mode"] == "bound" or not row["seconds"]:
+        return ""
+    tokens = row["L"] * row["batch"] * (row["n_scales"] if row["scale"] == "image" else 1)
+    return f"{tokens / row['seconds']:.0f}"
+
+
 def markdown(rows, device, args) -> str:
     lines = [f"device: {device} ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads, fp32, gamma {args.gamma}", "",
-             "| size | batch | scale | mode | s (per batch) | s / image | decoder passes | acceptance | "
-             "vs reference | vs cached |", "|---|---|---|---|---|---|---|---|---|---|"]
+             f"{torch.get_num_threads()} threads, {PRECISION_NAMES[args.precision]}, gamma {args.gamma}", "",
+             "| size | batch | scale | mode | s (per batch) | s / image | tokens / s | decoder passes | acceptance | "
+             "vs reference | vs cached |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     seconds = {(r["size"], r["batch"], r["scale"], r["mode"]): r["seconds"] for r in rows}
     steps = [r for r in rows if "step_ms" in r]
     rows = [r for r in rows if "step_ms" not in r]
@@ -294,7 +307,8 @@ def markdown(rows, device, args) -> str:
         passes = f"{r['passes']} for {r['tokens']}" if "passes" in r else ""
         acceptance = f"{r['acceptance']:.2f}" if r.get("acceptance") is not None else ""
         lines.append(f"| {r['size']} ({r['params_M']}M) | {r['batch']} | {scale} | {r['mode']}{timed} | "
-                     f"{r['seconds']:.2f} | {r['seconds'] / r['batch']:.3f} | {passes} | {acceptance} | "
+                     f"{r['seconds']:.2f} | {r['seconds'] / r['batch']:.3f} | {tokens_per_second(r)} | {passes} | "
+                     f"{acceptance} | "
                      f"{ratio['reference']} | {ratio['cached']} |")
     if steps:
         lines += ["", "One cached decode step at batch 1, half the tokens cached (ms; bound: one matvec per weight "
@@ -318,6 +332,8 @@ def main(argv=None) -> int:
                         help="time only the first N tokens of each scale and extrapolate to L")
     parser.add_argument("--device", default=None, help="None: cuda if available, else cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--precision", default="32", choices=PRECISIONS,
+                        help="32, bf16 (autocast, CUDA or CPU) or 16 (fp16 autocast, CUDA only), as sample.py takes it")
     parser.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",")]
@@ -334,8 +350,15 @@ def main(argv=None) -> int:
         parser.error("--modes int8 runs on the CPU only")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.precision != "32" and "int8" in modes:
+        parser.error("--modes int8 runs in fp32 only (--precision 32)")
     rows = []
-    with torch.no_grad():
+    try:
+        with precision_context(device, args.precision):
+            pass
+    except ValueError as err:
+        parser.error(str(err))
+    with torch.no_grad(), precision_context(device, args.precision):
         for size in (s.strip() for s in args.sizes.split(",")):
             for batch in batches:
                 rows += bench(size, batch, modes, args.max_tokens, args.gamma, device)

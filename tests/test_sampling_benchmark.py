@@ -34,3 +34,23 @@ def test_every_mode_on_a_tiny_chain(tmp_path, capsys):
     assert sorted(r["scale"] for r in rows if r["mode"] == "bound") == list(range(1, T + 1))
     table = capsys.readouterr().out
     assert "| speculative" in table and "vs reference" in table
+
+
+def test_bf16_and_tokens_per_second(tmp_path, capsys):
+    config = write_chain(tmp_path / "chain")
+    out = tmp_path / "rows.json"
+    assert load_benchmark().main(["--sizes", str(config), "--batch", "2", "--modes", "cached", "--precision", "bf16",
+                                  "--max_tokens", "4", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "bf16 autocast" in table and "tokens / s" in table
+    seconds = next(r["seconds"] for r in json.loads(out.read_text())["rows"] if r["scale"] == "image")
+    image = next(line for line in table.splitlines() if "| image | cached" in line)
+    assert float(image.split("|")[7]) == round(2 * L * T / seconds)  # two images of L tokens at each of T scales
+
+
+def test_int8_needs_fp32(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        load_benchmark().main(["--sizes", "demo", "--modes", "int8", "--precision", "bf16"])
+    assert "--modes int8 runs in fp32 only" in capsys.readouterr().err
