@@ -6,10 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from PIL import Image
 
-from tiny_chain import IMAGE_SIZE, write_chain
+from tiny_chain import IMAGE_SIZE, with_demo_validation, write_chain
 
 from imagebart.apps.controls import CONFIG_ENV
 from imagebart.apps.examples import example_image, validation_examples
@@ -27,14 +26,7 @@ UPLOAD_MASK = "upload a mask"
 @pytest.fixture(scope="module")
 def demo_yaml(tmp_path_factory):
     """The tiny chain, with DemoScenes as scale 1's validation data (as the demo chain's config has)."""
-    sampling = write_chain(tmp_path_factory.mktemp("inpaint_app_chain"))
-    scale1 = sampling.parent / "scale1.yaml"
-    config = OmegaConf.load(scale1)
-    config.data = {"target": "main.DataModuleFromConfig", "params": {"validation": {
-        "target": "imagebart.data.demo.DemoScenes",
-        "params": {"split": "validation", "size": IMAGE_SIZE, "length": 8}}}}
-    OmegaConf.save(config, scale1)
-    return sampling
+    return with_demo_validation(write_chain(tmp_path_factory.mktemp("inpaint_app_chain")))
 
 
 @pytest.fixture(scope="module")

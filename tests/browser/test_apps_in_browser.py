@@ -5,7 +5,6 @@ Needs Debian's ``chromium`` and ``chromium-driver`` packages and ``pip install s
 where either is missing. Run with ``python -m pytest -m browser`` (about a minute).
 """
 
-import os
 import shutil
 import socket
 import subprocess
@@ -15,9 +14,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
-from tiny_chain import IMAGE_SIZE, write_chain
+from tiny_chain import with_demo_validation, write_chain
 
 pytestmark = pytest.mark.browser
 webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
@@ -44,13 +42,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def chain_yaml(tmp_path_factory):
     """The tiny chain with DemoScenes validation pictures to edit."""
-    sampling = write_chain(tmp_path_factory.mktemp("browser_chain"))
-    scale1 = sampling.parent / "scale1.yaml"
-    config = OmegaConf.load(scale1)
-    config.data = {"target": "main.DataModuleFromConfig", "params": {"validation": {
-        "target": "imagebart.data.demo.DemoScenes", "params": {"split": "validation", "size": IMAGE_SIZE, "length": 8}}}}
-    OmegaConf.save(config, scale1)
-    return sampling
+    return with_demo_validation(write_chain(tmp_path_factory.mktemp("browser_chain")))
 
 
 def serve(script: str, config: Path):

@@ -183,3 +183,14 @@ def write_chain(folder: Path, conditional: bool = False, ema_offset: float = 0.5
     sampling = folder / "sampling.yaml"
     OmegaConf.save(OmegaConf.create({"checkpoints": checkpoints, "configs": configs}), sampling)
     return sampling
+
+
+def with_demo_validation(sampling: Path, length: int = 8) -> Path:
+    """Give scale 1's config DemoScenes validation pictures (as the demo chain's config has), for the apps."""
+    scale1 = sampling.parent / "scale1.yaml"
+    config = OmegaConf.load(scale1)
+    config.data = {"target": "main.DataModuleFromConfig", "params": {"validation": {
+        "target": "imagebart.data.demo.DemoScenes",
+        "params": {"split": "validation", "size": IMAGE_SIZE, "length": length}}}}
+    OmegaConf.save(config, scale1)
+    return sampling
