@@ -100,9 +100,10 @@ def test_signal_saves_one_consistent_step_and_exits(tmp_path, tiny_vqgan_ckpt, s
     args = denoiser_args(tiny_vqgan_ckpt, tmp_path / "logs", 50, "lightning.callbacks.stop.target=test_training_faults.SignalAt",
                          "lightning.callbacks.stop.params.step=3", f"lightning.callbacks.stop.params.signal_name={signal_name}")
     process = run_main(args)
-    _, err = process.communicate(timeout=300)
+    out, err = process.communicate(timeout=300)
     assert process.returncode == 128 + getattr(signal, signal_name), err[-2000:]
     assert "Traceback" not in err
+    assert "weights_only" not in out + err  # our own full checkpoint: no Lightning notice about it
     run = only_run(tmp_path / "logs")
     assert f"{signal_name}: saved {run / 'checkpoints' / 'last.ckpt'} at step 4" in err
     assert_one_step(run / "checkpoints" / "last.ckpt", 4)
