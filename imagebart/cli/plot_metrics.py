@@ -1,7 +1,7 @@
 """``scripts/plot_metrics.py``: a training run's loss and bits-per-token curves as one PNG.
 
     python scripts/plot_metrics.py logs/<run>                  # writes logs/<run>/metrics.png
-    python scripts/plot_metrics.py logs/<run> --out curves.png --smooth 50
+    python scripts/plot_metrics.py logs/<run> --out curves.png --smooth 10
 
 Reads ``<run>/csv/metrics.csv``, which every run writes (TensorBoard, when installed, gets the
 same values). Left: the loss (train per step, smoothed with a running mean, and the validation
@@ -34,7 +34,8 @@ def get_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("run", help="a run directory (logs/<run>) or its metrics.csv")
     parser.add_argument("--out", default=None, help="the PNG to write (None: <run>/metrics.png)")
-    parser.add_argument("--smooth", type=int, default=20, help="running mean over this many logged train steps")
+    parser.add_argument("--smooth", type=int, default=5,
+                        help="running mean over this many logged train values (Lightning logs every 50 steps)")
     return parser
 
 
