@@ -30,6 +30,8 @@ def supports(decoder) -> bool:
         return False
     if any(getattr(layers, name, None) is not None for name in ("rotary_pos_emb", "rel_pos")):
         return False  # positions inside attention: not implemented here
+    if any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in decoder.modules()):
+        return False  # dynamic int8 quantises activations per call: a block's logits differ from the full pass's
     for (norms, block, residual), kind in zip(layers.layers, layers.layer_types):
         if kind not in ("a", "c", "f") or type(residual) is not Residual or norms[1] is not None or norms[2] is not None:
             return False
