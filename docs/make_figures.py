@@ -134,8 +134,7 @@ def mask_presets_figure(out: Path) -> None:
     for spec in MASK_PRESETS:
         mask = parse_mask(spec, tuple(image.shape[-2:]))  # (H, W), 1 = keep
         rows[spec] = torch.cat((mask.expand(1, 3, -1, -1) * 2 - 1, grey_out(image, mask)))
-    save_labelled_grid(rows, out / "mask_presets.png", column_titles=["mask", "input"],
-                       min_side=96)
+    save_labelled_grid(rows, out / "mask_presets.png", column_titles=["mask", "input"])
     print(f"wrote {out / 'mask_presets.png'}")
 
 

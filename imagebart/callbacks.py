@@ -21,7 +21,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_only
 
 from imagebart.checkpoint_saving import remove_stale_temporaries
-from imagebart.images import make_grid, save_labelled_grid
+from imagebart.images import READABLE_SIDE, make_grid, save_labelled_grid
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class ImageLogger(Callback):
 
     def __init__(self, batch_frequency, max_images, clamp=True, increase_log_steps=True,
                  rescale=True, disabled=False, log_on_batch_idx=False, log_first_step=False,
-                 log_images_kwargs=None, min_side: int = 96):
+                 log_images_kwargs=None, min_side: int = READABLE_SIDE):
         super().__init__()
         if batch_frequency < 1:
             raise ValueError(f"ImageLogger batch_frequency must be >= 1, got {batch_frequency}")

@@ -21,6 +21,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 # the suffixes read as images wherever a folder is scanned (datasets, the inpaint CLI); PIL reads them all
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")  # PIL modes with an alpha channel
+
+
+def declares_alpha(image: Image.Image) -> bool:
+    """Whether a picture carries transparency (an alpha channel or a transparent colour), used or not."""
+    return image.mode in ALPHA_MODES or "transparency" in image.info
 
 
 class ResultWriteError(ValueError):
@@ -133,7 +139,20 @@ def image_is_intact(path: str | Path) -> bool:
         return False
 
 
-def labelled_grid(rows: dict, column_titles=(), min_side: int = 96, padding: int = 2) -> Image.Image:
+READABLE_SIDE = 96  # saved pictures of small images (the demo's 32x32) enlarge them to at least this many pixels
+
+
+def enlarge_factor(side: int, min_side: int = READABLE_SIDE) -> int:
+    """The whole factor that shows a ``side``-pixel image with at least ``min_side`` pixels (1 for large ones)."""
+    return max(1, -(-min_side // max(1, side)))  # ceil
+
+
+def enlarged(images: torch.Tensor, factor: int) -> torch.Tensor:
+    """(..., H, W) upscaled ``factor`` times with nearest neighbours: every code stays a sharp block."""
+    return images.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+
+
+def labelled_grid(rows: dict, column_titles=(), min_side: int = READABLE_SIDE, padding: int = 2) -> Image.Image:
     """One picture of named image rows: each row (N, C, H, W) in [-1, 1] is laid out left to right
     under its name, images upscaled (nearest neighbour) to at least ``min_side`` pixels so small
     codes stay visible; ``column_titles`` label the columns above the first row."""
@@ -141,12 +160,11 @@ def labelled_grid(rows: dict, column_titles=(), min_side: int = 96, padding: int
     if not rows:
         raise ValueError("labelled_grid needs at least one non-empty row")
     height = max(images.shape[-2] for images in rows.values())
-    factor = max(1, math.ceil(min_side / height))
+    factor = enlarge_factor(height, min_side)
     font = ImageFont.load_default(size=max(11, min(18, factor * height // 6)))
     label = 18 + int(font.size)  # a line of text above each row
-    tiles = {name: [Image.fromarray(to_uint8(image)).convert("RGB").resize(
-        (image.shape[-1] * factor, image.shape[-2] * factor), Image.NEAREST) for image in images]
-        for name, images in rows.items()}
+    tiles = {name: [Image.fromarray(to_uint8(image)).convert("RGB") for image in enlarged(images, factor)]
+             for name, images in rows.items()}
     width = max(sum(t.width + padding for t in row) + padding for row in tiles.values())
     top = label if column_titles else 0
     canvas = Image.new("RGB", (width, top + sum(label + max(t.height for t in row) + padding for row in tiles.values())),
@@ -166,7 +184,7 @@ def labelled_grid(rows: dict, column_titles=(), min_side: int = 96, padding: int
     return canvas
 
 
-def save_labelled_grid(rows: dict, path: str | Path, column_titles=(), min_side: int = 96) -> Path:
+def save_labelled_grid(rows: dict, path: str | Path, column_titles=(), min_side: int = READABLE_SIDE) -> Path:
     """Write :func:`labelled_grid` as PNG, atomically."""
     path = Path(path)
     picture = labelled_grid(rows, column_titles, min_side)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from imagebart.images import make_grid, to_uint8
+from imagebart.images import enlarge_factor, make_grid, to_uint8
 
 DISPLAY_SIDE = 192  # small images (the demo's 32x32) are enlarged to at least this many pixels per tile
 
@@ -20,7 +20,7 @@ def grid_array(images: torch.Tensor, nrow: int, padding: int = 1) -> np.ndarray:
 
 def enlarge(array: np.ndarray, tile: int, min_side: int = DISPLAY_SIDE) -> np.ndarray:
     """Upscale by an integer factor (nearest) so that a ``tile``-pixel image shows ``min_side`` pixels."""
-    factor = max(1, -(-min_side // max(1, tile)))  # ceil
+    factor = enlarge_factor(tile, min_side)
     if factor == 1:
         return array
     return np.repeat(np.repeat(array, factor, axis=0), factor, axis=1)

@@ -16,11 +16,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from imagebart.data.base import SIXTEEN_BIT_MODES, preprocess_image, to_rgb
-from imagebart.images import IMAGE_SUFFIXES
+from imagebart.images import IMAGE_SUFFIXES, declares_alpha
 from imagebart.sampling.masks import latent_mask, mask_from_image
 
 IMAGE_TYPES = tuple(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES)  # st.file_uploader's form: no dot
-ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 FLATTEN_ONTO = (255, 255, 255)  # transparent pixels become white
 MAX_PIXELS = 64_000_000  # refuse bigger uploads instead of decoding them
 
@@ -74,9 +73,7 @@ def open_upload(data: bytes, name: str = "upload") -> Image.Image:
 
 def has_alpha(image: Image.Image) -> bool:
     """Whether any pixel is (partly) transparent: an alpha channel that is opaque everywhere changes nothing."""
-    if image.mode not in ALPHA_MODES and "transparency" not in image.info:
-        return False
-    return image.convert("RGBA").getchannel("A").getextrema()[0] < 255
+    return declares_alpha(image) and image.convert("RGBA").getchannel("A").getextrema()[0] < 255
 
 
 def flatten_alpha(image: Image.Image) -> Image.Image:
@@ -95,7 +92,7 @@ def prepare_image(image: Image.Image, size: int, name: str = "image") -> Prepare
     if has_alpha(image):
         notes.append(("warning", f"{name} has transparent pixels: they were flattened onto white."))
         image = flatten_alpha(image)
-    elif image.mode in ALPHA_MODES or "transparency" in image.info:
+    elif declares_alpha(image):
         image = image.convert("RGBA").convert("RGB")  # an opaque alpha channel: dropped, nothing to say
     elif image.mode != "RGB":
         if image.mode in SIXTEEN_BIT_MODES:

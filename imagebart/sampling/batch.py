@@ -36,7 +36,8 @@ import torch
 from PIL import Image
 
 import imagebart
-from imagebart.images import atomic_path, image_is_intact, save_grid, save_image, strict_json, write_json
+from imagebart.images import (atomic_path, enlarge_factor, enlarged, image_is_intact, save_grid, save_image, strict_json,
+                              write_json)
 from imagebart.sampling.outdir_lock import OutdirLock
 from imagebart.util import check_positive_int
 
@@ -44,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 PRECISIONS = ("32", "bf16", "16")
 GRID_MAX_IMAGES = 64
-GRID_MIN_SIDE = 96  # grid.png upscales smaller images by whole factors up to about this many pixels
 
 
 # helpers
@@ -155,15 +155,26 @@ def check_or_write_settings(outdir: Path, settings: dict, override_hint: str = "
     return True
 
 
-def sampling_settings(chain, sampling_config, n: int, batch_size: int, seed: int, top_k, temperature,
-                      class_label, precision: str, use_cache: bool, ema: bool, offload: bool,
-                      guidance_scale=1.0, caption=None, gamma=None) -> dict:
-    """Everything that determines the samples, with the per-scale schedules resolved."""
+def argument_settings(sampling_config, n: int, batch_size: int, seed: int, device_type: str, precision: str,
+                      use_cache: bool, ema: bool, offload: bool, caption=None) -> dict:
+    """The settings the command line alone decides, so a run can be checked before any chain is loaded."""
     return {
         "sampling_config": str(sampling_config.source),
         "checkpoints": [str(p) for p in sampling_config.checkpoints],
         "configs": [str(p) for p in sampling_config.configs],
         "n": n, "batch_size": batch_size, "seed": seed,
+        **({"caption": caption} if caption is not None else {}),
+        "device": device_type, "precision": precision, "use_cache": use_cache, "ema": ema, "offload": offload,
+    }
+
+
+def sampling_settings(chain, sampling_config, n: int, batch_size: int, seed: int, top_k, temperature,
+                      class_label, precision: str, use_cache: bool, ema: bool, offload: bool,
+                      guidance_scale=1.0, caption=None, gamma=None) -> dict:
+    """Everything that determines the samples, with the per-scale schedules resolved."""
+    return {
+        **argument_settings(sampling_config, n, batch_size, seed, chain.device.type, precision, use_cache, ema,
+                            offload, caption),
         "batch_seeds": "numpy SeedSequence([seed, batch_index]), top 63 bits",
         "schedule_order": f"sampling order: scale {chain.n_scales} first, scale 1 last",
         "top_k": chain.top_k_schedule(top_k),
@@ -171,9 +182,7 @@ def sampling_settings(chain, sampling_config, n: int, batch_size: int, seed: int
         "guidance_scale": chain.guidance_schedule(guidance_scale),
         "gamma": chain.gamma_schedule(gamma) if use_cache else [0] * chain.n_scales,
         "class_label": class_label,
-        **({"caption": caption} if caption is not None else {}),
-        "device": chain.device.type, "precision": precision, "use_cache": use_cache, "ema": ema,
-        "offload": offload, "chain": chain.describe(), "versions": versions(),
+        "chain": chain.describe(), "versions": versions(),
     }
 
 
@@ -336,8 +345,7 @@ def write_outputs(chain, outdir: Path, n: int, final: dict, npz: bool = False, g
 
 
 def upscaled(images: torch.Tensor, scale: Optional[int] = None) -> torch.Tensor:
-    """(B, C, H, W) enlarged ``scale`` times with nearest neighbours (None: by whole factors up to about
-    ``GRID_MIN_SIDE`` pixels), so a grid of 32-pixel images is readable."""
-    scale = scale if scale is not None else max(1, GRID_MIN_SIDE // images.shape[-1])
-    check_positive_int("grid_scale", scale)
-    return images.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+    """(B, C, H, W) enlarged ``scale`` times with nearest neighbours (None: to at least
+    :data:`~imagebart.images.READABLE_SIDE` pixels), so a grid of 32-pixel images is readable."""
+    scale = scale if scale is not None else enlarge_factor(images.shape[-1])
+    return enlarged(images, check_positive_int("grid_scale", scale))

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from imagebart.images import declares_alpha
 from imagebart.util import is_integer, is_number
 
 Size = Union[int, float]
@@ -140,8 +141,7 @@ def _grey_with_alpha(image: Image.Image) -> np.ndarray:
     if image.mode in ("I", "F"):
         grey = np.asarray(image, dtype=np.float32)
         return grey / 255.0 if grey.max(initial=0.0) > 1.0 else grey
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    if not has_alpha:
+    if not declares_alpha(image):
         return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
     grey_alpha = np.asarray(image.convert("RGBA").convert("LA"), dtype=np.float32) / 255.0  # (H, W, 2)
     return grey_alpha[..., 0] * grey_alpha[..., 1]
