@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from imagebart.cli.common import docstring_epilog, run_command
+from imagebart.cli.common import HelpFormatter, docstring_epilog, run_command
 from imagebart.images import atomic_path
 
 # (panel title, candidate columns): the columns a run has are drawn, in this order
@@ -31,7 +31,7 @@ PANELS = (
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scripts/plot_metrics.py", description=__doc__.splitlines()[0],
                                      epilog=docstring_epilog(__doc__),
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("run", help="a run directory (logs/<run>) or its metrics.csv")
     parser.add_argument("--out", default=None, help="the PNG to write (None: <run>/metrics.png)")
     parser.add_argument("--smooth", type=int, default=5,

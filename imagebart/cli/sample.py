@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from imagebart.cli.common import (
+    HelpFormatter,
     add_checkpoint_record_argument,
     add_decoding_arguments,
     add_guidance_argument,
@@ -22,7 +23,8 @@ from imagebart.cli.common import (
     resolve_device,
     run_command,
 )
-from imagebart.sampling.batch import PRECISIONS, check_settings_early, run_sampling, sampling_settings
+from imagebart.sampling.batch import (PRECISIONS, argument_settings, check_settings_early, run_sampling,
+                                     sampling_settings)
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ def get_parser() -> argparse.ArgumentParser:
         description="Sample images from a chain of ImageBART scales (sampling config: checkpoints + configs, "
                     "scale 1 first) into --outdir; re-running the same command resumes an interrupted run, and "
                     "re-running it with a larger -n adds images to it.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument("--config", required=True, help="sampling config YAML (e.g. configs/sampling/demo.yaml)")
     parser.add_argument("-n", "--n_samples", type=int, default=16, help="number of images")
     parser.add_argument("--batch_size", type=int, default=16)
@@ -130,12 +132,9 @@ def run(args: argparse.Namespace) -> dict:
     check_outdir(args.outdir)
     paths = load_sampling_config(args.config)
     caption = None if args.caption is None else (args.caption[0] if len(args.caption) == 1 else args.caption)
-    check_settings_early(args.outdir, {  # before loading anything: what the arguments alone decide
-        "sampling_config": str(paths.source), "checkpoints": [str(p) for p in paths.checkpoints],
-        "configs": [str(p) for p in paths.configs], "n": args.n_samples, "batch_size": args.batch_size,
-        "seed": args.seed, "device": device.type, "precision": args.precision, "use_cache": not args.no_cache,
-        "ema": not args.no_ema, "offload": args.offload, **({"caption": caption} if caption is not None else {})},
-        grows=args.acceptance_rate is None)
+    check_settings_early(args.outdir, argument_settings(  # before loading anything
+        paths, args.n_samples, args.batch_size, args.seed, device.type, args.precision, not args.no_cache,
+        not args.no_ema, args.offload, caption), grows=args.acceptance_rate is None)
     classifier = None if args.classifier is None else load_classifier(args.classifier, device)
     chain = ImageBARTChain.from_sampling_config(paths, device=device, ema=not args.no_ema, offload=args.offload,
                                                 strict=not args.ignore_checkpoint_record)
