@@ -99,10 +99,7 @@ def draw_mask(image, size: int):
     drawing = st_canvas(stroke_width=int(width), stroke_color="rgba(255, 0, 255, 0.6)", background_image=background,
                         height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode="freedraw", return_image_data=True,
                         key="mask_canvas")
-    try:
-        data = drawing.image_data
-    except Exception:  # nothing sent back yet
-        data = None
+    data = drawing.image_data  # (H, W, 4) RGBA, None until the canvas has sent a drawing
     mask = None if data is None else mask_from_drawing(data, size)
     if mask is None:
         st.info("Paint over the region to generate (the canvas's toolbar undoes and clears).")
