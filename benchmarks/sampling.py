@@ -45,6 +45,7 @@ from torch import nn
 from imagebart.cli.common import resolve_device
 from imagebart.config import load_config
 from imagebart.modules.autoregressive import DEFAULT_GAMMA, filtered_probabilities
+from imagebart.modules.xtransformers.lean_decode import step_matrices, supports
 from imagebart.sampling.batch import PRECISIONS, precision_context
 from imagebart.sampling.chain import ImageBARTChain
 from imagebart.sampling.layout import LAYOUTS, decoding_layout, set_weight_layout, weight_layout
@@ -128,38 +129,47 @@ def run_scale(model, x_t, mode: str, steps: int, gamma: int, generator):
     return time.perf_counter() - start, tokens, stats
 
 
-def weight_read_bound(model, x_t) -> float:
+def weight_read_bound(model, x_t, fused: bool = False) -> float:
     """Seconds per decode step at batch 1 if every weight matrix the step uses is read once: one matvec
-    each, in sequence as a step reads them (so caches hold no more than they would), best of 5 and of
-    both weight layouts (row- and column-major); leaves the model in the layout it found."""
+    each, in sequence as a step reads them (so caches hold no more than they would), best of 10 and of
+    both weight layouts (row- and column-major); leaves the model in the layout it found. ``fused``:
+    self-attention's q, k and v matrices read as the one stacked matrix the lean decoder uses (the
+    same bytes in fewer calls)."""
     found = weight_layout(model.transformer) or "row"
     best = float("inf")
     for layout in LAYOUTS:
         set_weight_layout(model.transformer, layout)
-        best = min(best, _matvec_seconds(model, x_t))
+        best = min(best, _matvec_seconds(model, x_t, fused))
     set_weight_layout(model.transformer, found)
     return best
 
 
-def _matvec_seconds(model, x_t) -> float:
-    used = []
-    hooks = [m.register_forward_hook(lambda m, i, o: used.append(m)) for m in model.transformer.modules()
-             if isinstance(m, nn.Linear)]
-    t_batch = torch.full((1,), model.single_scale, dtype=torch.long, device=x_t.device)
-    condition = model.network_condition(x_t[:1], t_batch)
-    _, cache = model.transformer.decode_step(condition, x_t[:1, :1])
-    used.clear()
-    model.transformer.decode_step(condition, x_t[:1, 1:2], cache)  # one step with the cache
-    for hook in hooks:
-        hook.remove()
-    layers = list({id(m): m for m in used}.values())
-    inputs = [torch.randn(1, m.in_features, device=x_t.device, dtype=m.weight.dtype) for m in layers]
+def _matvec_seconds(model, x_t, fused: bool = False) -> float:
+    net = model.transformer
+    decoder = getattr(net, "decoder", None)
+    if decoder is not None and getattr(net, "lean_decoding", False) and supports(decoder):
+        weights = step_matrices(decoder, fused)
+    else:  # the modules one cached step calls
+        used = []
+        hooks = [m.register_forward_hook(lambda m, i, o: used.append(m)) for m in net.modules()
+                 if isinstance(m, nn.Linear)]
+        t_batch = torch.full((1,), model.single_scale, dtype=torch.long, device=x_t.device)
+        condition = model.network_condition(x_t[:1], t_batch)
+        try:
+            _, cache = net.decode_step(condition, x_t[:1, :1])
+            used.clear()
+            net.decode_step(condition, x_t[:1, 1:2], cache)  # one step with the cache
+        finally:
+            for hook in hooks:
+                hook.remove()
+        weights = [(m.weight, m.bias) for m in {id(m): m for m in used}.values()]
+    inputs = [torch.randn(1, w.shape[1], device=x_t.device, dtype=w.dtype) for w, _ in weights]
     best = float("inf")
-    for _ in range(5):
+    for _ in range(10):
         sync(x_t.device)
         start = time.perf_counter()
-        for layer, x in zip(layers, inputs):
-            F.linear(x, layer.weight, layer.bias)
+        for (weight, bias), x in zip(weights, inputs):
+            F.linear(x, weight, bias)
         sync(x_t.device)
         best = min(best, time.perf_counter() - start)
     return best
@@ -180,28 +190,37 @@ def encoder_seconds(model, x_t) -> float:
     return best
 
 
-def step_seconds(model, x_t, original: bool = False, repeats: int = 32) -> float:
-    """Seconds of one cached decode step at batch 1 with half the tokens cached (mean of ``repeats``);
-    ``original``: the decoder-only scale's step as the original's minGPT loop takes it."""
+def step_seconds(model, x_t, original: bool = False, repeats: int = 8, rounds: int = 5) -> float:
+    """Seconds of one cached decode step at batch 1 with half the tokens cached: each step is undone
+    (the cache rewound) so all run at the same length; the fastest of ``rounds`` means of ``repeats``
+    steps, as the weight-read bound takes its fastest pass. ``original``: the decoder-only scale's step
+    as the original's minGPT loop takes it (its past concatenated anew)."""
     t_batch = torch.full((1,), model.single_scale, dtype=torch.long, device=x_t.device)
     condition, token = model.network_condition(x_t[:1], t_batch), x_t[:1, :1]
     net, half = model.transformer, model.tokens_per_image // 2
-    repeats = max(1, min(repeats, model.tokens_per_image - half - 1))  # stay inside the context
     if original:
         past = [net.forward_with_past(condition)[2]]
         for _ in range(half):
             past.append(net.forward_with_past(token, past=torch.cat(past, dim=-2))[2])
-        step = lambda: past.append(net.forward_with_past(token, past=torch.cat(past, dim=-2))[2])  # noqa: E731
+
+        def step():
+            past.append(net.forward_with_past(token, past=torch.cat(past, dim=-2))[2])
+            past.pop()
     else:
         _, cache = net.decode_step(condition, x_t[:1, :half])
-        state = {"cache": cache}
-        step = lambda: state.update(cache=net.decode_step(condition, token, state["cache"])[1])  # noqa: E731
-    sync(x_t.device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    sync(x_t.device)
-    return (time.perf_counter() - start) / repeats
+
+        def step():
+            net.rewind_cache(net.decode_step(condition, token, cache)[1], 1)
+    step()  # warm-up
+    best = float("inf")
+    for _ in range(rounds):
+        sync(x_t.device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            step()
+        sync(x_t.device)
+        best = min(best, (time.perf_counter() - start) / repeats)
+    return best
 
 
 def extrapolate(t_half: float, half: int, t_full: float, steps: int, length: int, quadratic: bool,

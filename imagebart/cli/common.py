@@ -243,10 +243,25 @@ def add_decoding_arguments(parser) -> None:
                              "other images of its batch")
     parser.add_argument("--quantize", default=None, choices=("int8",),
                         help="CPU only: dynamic int8 linear layers (faster, not exact; see README)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the decode step (CUDA graphs on a GPU): the same tokens; each scale "
+                             "first compiles for a while (tens of seconds on a CPU), so it pays off for long runs")
+
+
+def apply_decoding_options(chain, args) -> None:
+    """``--quantize`` and ``--compile`` on a loaded chain (:func:`parse_gamma` has checked them)."""
+    from imagebart.sampling.quantize import quantize_chain
+
+    quantize_chain(chain, args.quantize)
+    if args.compile:
+        chain.compile_decoding()
 
 
 def parse_gamma(args):
-    """The chain's ``gamma`` from ``--gamma`` / ``--no_speculative`` (None: each scale's default)."""
+    """The chain's ``gamma`` from ``--gamma`` / ``--no_speculative`` (None: each scale's default); also
+    refuses decoding options that exclude each other, before anything is loaded."""
+    if args.quantize and args.compile:
+        raise ValueError("--quantize and --compile do not go together: pick one")
     if args.no_speculative:
         if args.gamma is not None:
             raise ValueError("--gamma and --no_speculative contradict each other; pass one")

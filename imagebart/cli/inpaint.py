@@ -42,6 +42,7 @@ from imagebart.cli.common import (
     add_decoding_arguments,
     add_guidance_argument,
     add_threads_argument,
+    apply_decoding_options,
     apply_threads,
     check_outdir,
     docstring_epilog,
@@ -59,7 +60,6 @@ from imagebart.sampling.outdir_lock import OutdirLock
 from imagebart.sampling.chain import ImageBARTChain
 from imagebart.sampling.editing import edit, paste_back
 from imagebart.sampling.masks import grey_out, parse_mask, token_keep_mask
-from imagebart.sampling.quantize import quantize_chain
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> list:
         open_image(args.mask, "--mask file")  # unreadable files and decompression bombs, named
     chain = ImageBARTChain.from_sampling_config(args.config, device=device, ema=not args.no_ema,
                                                 strict=not args.ignore_checkpoint_record)
-    quantize_chain(chain, args.quantize)
+    apply_decoding_options(chain, args)
     if args.caption is None and chain.is_text_conditional:
         raise ValueError('the chain is text-conditional: pass --caption "..." (what the edited image should show)')
     chain.caption_tokens(args.caption, 1)  # a caption for another kind of chain is refused here

@@ -14,6 +14,7 @@ from imagebart.cli.common import (
     add_decoding_arguments,
     add_guidance_argument,
     add_threads_argument,
+    apply_decoding_options,
     apply_threads,
     check_outdir,
     parse_gamma,
@@ -104,7 +105,6 @@ def run(args: argparse.Namespace) -> dict:
     from imagebart.sampling.acceptance_run import run_acceptance_sampling
     from imagebart.sampling.chain import ImageBARTChain
     from imagebart.sampling.config import load_sampling_config
-    from imagebart.sampling.quantize import quantize_chain
 
     if args.n_samples < 1 or args.batch_size < 1:
         raise ValueError(f"-n and --batch_size must be >= 1, got {args.n_samples} and {args.batch_size}")
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> dict:
     classifier = None if args.classifier is None else load_classifier(args.classifier, device)
     chain = ImageBARTChain.from_sampling_config(paths, device=device, ema=not args.no_ema, offload=args.offload,
                                                 strict=not args.ignore_checkpoint_record)
-    quantize_chain(chain, args.quantize)
+    apply_decoding_options(chain, args)
     if caption is None and chain.is_text_conditional:
         raise ValueError('the chain is text-conditional: pass --caption "..." (repeat it for several captions)')
     if class_label is None and chain.is_conditional:

@@ -81,6 +81,7 @@ class ImageBARTChain:
         self.device = torch.device(device) if device is not None else default_device()
         self.offload = offload
         self.quantized = None  # "int8" after imagebart.sampling.quantize.quantize_chain
+        self.compiled = False  # True after compile_decoding()
         self.sources = list(sources) or [f"scale {t}" for t in range(1, self.n_scales + 1)]
         self._check()
         self.first_stage.to(self.device)
@@ -112,6 +113,16 @@ class ImageBARTChain:
         if len(models) == 1 and models[0].single_scale is None:  # joint training: one model, every t
             models, sources = models * models[0].n_scales, sources * models[0].n_scales
         return cls(models, device=device, offload=offload, sources=sources)
+
+    def compile_decoding(self) -> "ImageBARTChain":
+        """Run decode steps through ``torch.compile`` (CUDA graphs on a GPU), see
+        :mod:`imagebart.modules.static_decoding`; the same tokens, after a compile per block size."""
+        if self.quantized:
+            raise ValueError("compiled decoding and int8 (--quantize) do not go together: pick one")
+        for model in self._unique_models():
+            model.transformer.compile_decoding = True
+        self.compiled = True
+        return self
 
     def _unique_models(self) -> list:
         return list({id(m): m for m in self.models}.values())
@@ -191,6 +202,7 @@ class ImageBARTChain:
                 **({"text_conditional": True, "caption_tokens": self.models[0].conditioner.max_length}
                    if self.is_text_conditional else {}),
                 **({"quantized": self.quantized} if self.quantized else {}),
+                **({"compiled_decoding": True} if self.compiled else {}),
                 "scales": [{"t": t, "model": type(m).__name__, "network": type(m.transformer).__name__,
                             "weights": getattr(m, "sampling_weights", "raw"), "config_top_k": m.top_k}
                            for t, m in enumerate(self.models, start=1)]}

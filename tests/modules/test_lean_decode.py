@@ -9,8 +9,9 @@ from test_x_transformer import L, build, inputs
 
 from imagebart.modules import autoregressive
 from imagebart.modules.xtransformers import x_transformer
-from imagebart.modules.xtransformers.lean_decode import LeanDecoderState, supports
+from imagebart.modules.xtransformers.lean_decode import LeanDecoderState, fused_projection, supports
 from imagebart.modules.xtransformers.x_transformer import EncoderDecoderCache
+from imagebart.sampling.layout import set_weight_layout
 
 
 def decode_in_blocks(net, src, tgt, blocks, mask=None):
@@ -24,10 +25,11 @@ def decode_in_blocks(net, src, tgt, blocks, mask=None):
     return torch.cat(logits, dim=1), cache
 
 
+@pytest.mark.parametrize("layout", ["row", "column"])
 @pytest.mark.parametrize("kind", ["plain", "residual"])
 @pytest.mark.parametrize("legacy", [False, True])
-def test_lean_steps_equal_the_full_pass(kind, legacy):
-    net = build(kind, legacy=legacy)
+def test_lean_steps_equal_the_full_pass(kind, legacy, layout):
+    net = set_weight_layout(build(kind, legacy=legacy), layout)
     src, tgt, _ = inputs()
     mask = torch.ones(src.shape, dtype=torch.bool)
     mask[0, 2:4] = False  # padding in one row's condition
@@ -68,3 +70,17 @@ def test_a_mismatch_falls_back_with_a_warning(monkeypatch, caplog):
     assert isinstance(cache, EncoderDecoderCache) and net._lean_verified is False
     assert "using x-transformers' cached path" in caplog.text
     torch.testing.assert_close(steps, full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("layout", ["row", "column"])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_a_fused_projection_gives_the_three_products_in_the_weights_layout(layout, with_bias):
+    torch.manual_seed(0)
+    linears = set_weight_layout(torch.nn.ModuleList(
+        [torch.nn.Linear(6, 8, bias=with_bias), torch.nn.Linear(6, 8, bias=False), torch.nn.Linear(6, 4)]), layout)
+    weight, bias, sizes = fused_projection(*linears)
+    assert sizes == [8, 8, 4] and weight.shape == (20, 6)
+    assert weight.is_contiguous() == (layout == "row")
+    x = torch.randn(2, 3, 6)
+    for part, layer in zip(torch.nn.functional.linear(x, weight, bias).split(sizes, dim=-1), linears):
+        torch.testing.assert_close(part, layer(x))

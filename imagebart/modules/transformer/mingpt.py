@@ -22,6 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from imagebart.modules import static_decoding
+from imagebart.modules.static_decoding import StepCompiler
+
 logger = logging.getLogger(__name__)
 
 
@@ -58,13 +61,13 @@ class KVCache:
     positions are valid, so rewinding is moving it."""
 
     def __init__(self, block_size: int):
-        self.block_size, self.length, self.layers = block_size, 0, {}
+        self.block_size, self.length, self.layers, self.marked = block_size, 0, {}, False
 
     def layer(self, i: int, like: torch.Tensor) -> torch.Tensor:
         """Layer i's buffer (2, b, h, block_size, e), for keys shaped like ``like`` (b, h, n, e)."""
         if i not in self.layers:
             b, h, _, e = like.shape
-            self.layers[i] = like.new_empty(2, b, h, self.block_size, e)
+            self.layers[i] = like.new_zeros(2, b, h, self.block_size, e)  # zeros: static steps mask by 0 x entry
         return self.layers[i]
 
 
@@ -107,12 +110,20 @@ class CausalSelfAttention(nn.Module):
             v = torch.cat((layer_past[1], v), dim=-2)
         return self._attend(q, k, v, past_len, key_mask), present
 
-    def step(self, x: torch.Tensor, cache: "KVCache", layer: int, key_mask: torch.Tensor | None = None):
+    def step(self, x: torch.Tensor, cache: "KVCache", layer: int, key_mask: torch.Tensor | None = None,
+             positions: torch.Tensor | None = None):
         """Incremental decoding into a preallocated cache: this call's K/V are written in place at
-        positions ``cache.length``.., no concatenation. Output (b, n, c)."""
+        positions ``cache.length``.., no concatenation. Output (b, n, c). With ``positions`` (n,)
+        (a compiled step, see :mod:`~imagebart.modules.static_decoding`) they go there and the
+        queries attend over the whole buffer, masked; ``key_mask`` then covers all block_size keys."""
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
-        start, end = cache.length, cache.length + x.shape[1]
         kv = cache.layer(layer, k)  # (2, b, h, block_size, e)
+        if positions is not None:
+            static_decoding.write(kv, k, v, positions)
+            mask = static_decoding.visible(positions, kv.shape[3], key_mask)  # (n, t) or (b, 1, n, t)
+            y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask)  # (b, h, n, e)
+            return self.resid_drop(self.proj(y.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)))
+        start, end = cache.length, cache.length + x.shape[1]
         kv[0, :, :, start:end], kv[1, :, :, start:end] = k, v
         return self._attend(q, kv[0, :, :, :end], kv[1, :, :, :end], start, key_mask)
 
@@ -160,8 +171,9 @@ class Block(nn.Module):
         x = x + self.mlp(self.ln2(x))
         return x, present
 
-    def step(self, x: torch.Tensor, cache: "KVCache", layer: int, key_mask: torch.Tensor | None = None):
-        x = x + self.attn.step(self.ln1(x), cache, layer, key_mask)
+    def step(self, x: torch.Tensor, cache: "KVCache", layer: int, key_mask: torch.Tensor | None = None,
+             positions: torch.Tensor | None = None):
+        x = x + self.attn.step(self.ln1(x), cache, layer, key_mask, positions)
         return x + self.mlp(self.ln2(x))
 
 
@@ -243,12 +255,31 @@ class GPT(nn.Module):
         cache = KVCache(self.block_size) if cache is None else cache
         if cache.length > 0 and cache.length < self.n_unmasked:
             raise ValueError(f"the first call must hold the whole bidirectional prefix (n_unmasked={self.n_unmasked})")
-        x = self._embed(idx, None, cache.length)
-        key_mask = _key_mask(condition_mask, cache.length + idx.shape[1])
-        for i, block in enumerate(self.blocks):
-            x = block.step(x, cache, i, key_mask)
-        cache.length += idx.shape[1]
-        return self._head(x, None)[0], cache
+        n = idx.shape[1]
+        if cache.length + n > self.block_size:
+            raise ValueError(f"positions {cache.length}..{cache.length + n - 1} exceed block_size={self.block_size}")
+        if self.compile_decoding and cache.length > 0:  # the first call allocates the cache eagerly
+            if not cache.marked:
+                static_decoding.mark_static(cache.layers.values())
+                cache.marked = True
+            positions = static_decoding.new_positions(cache.length, n, idx.device)
+            key_mask = _key_mask(condition_mask, self.block_size)
+            logits = self._step_compiler()(n, idx.device, self, idx, cache, positions, key_mask)
+        else:
+            x = self._embed(idx, None, cache.length)
+            key_mask = _key_mask(condition_mask, cache.length + n)
+            for i, block in enumerate(self.blocks):
+                x = block.step(x, cache, i, key_mask)
+            logits = self._head(x, None)[0]
+        cache.length += n
+        return logits, cache
+
+    compile_decoding = False  # compile decode steps (torch.compile; CUDA graphs on the GPU), see static_decoding
+
+    def _step_compiler(self) -> StepCompiler:
+        if getattr(self, "_compiled_steps", None) is None:
+            self._compiled_steps = StepCompiler(static_step)
+        return self._compiled_steps
 
     @staticmethod
     def rewind_cache(cache: KVCache, n: int) -> KVCache:
@@ -322,3 +353,12 @@ class GPT(nn.Module):
             presents.append(present)
         logits, loss = self._head(x, targets)
         return logits, loss, torch.stack(presents)  # presents: (n_layer, 2, b, h, n, e)
+
+
+def static_step(gpt: GPT, idx: torch.Tensor, cache: KVCache, positions: torch.Tensor,
+                key_mask: torch.Tensor | None) -> torch.Tensor:
+    """The function compiled: logits (b, n, k) of ``idx`` (b, n) at ``positions`` (n,), every shape fixed."""
+    x = gpt.drop(gpt.tok_emb(idx) + gpt.pos_emb[:, positions])  # (b, n, c)
+    for i, block in enumerate(gpt.blocks):
+        x = block.step(x, cache, i, key_mask, positions)
+    return gpt._head(x, None)[0]

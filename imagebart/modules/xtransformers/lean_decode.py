@@ -5,7 +5,9 @@ self-attention cache at every step, which costs a decode step at batch 1 about t
 reading the decoder's weights. This path runs the same modules for the layer kinds our denoisers
 use (pre-norm self-attention, cross-attention and feed-forward blocks with plain residuals):
 self-attention keys / values go into buffers allocated once, cross-attention keys / values are
-computed once from the encoder states, and rewinding moves a length. It is only ever used after
+computed once from the encoder states, the three self-attention projections run as one matrix
+(concatenated once per scale, in the weights' own layout), and rewinding moves a length. It is only
+ever used after
 :func:`matches_generic` has found its logits equal to the generic path's for the network at hand;
 any other configuration decodes through x-transformers.
 
@@ -16,8 +18,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from x_transformers.x_transformers import Attention, FeedForward, Residual
+
+from imagebart.modules import static_decoding
 
 
 def supports(decoder) -> bool:
@@ -40,63 +43,145 @@ def supports(decoder) -> bool:
     return True
 
 
-class LeanDecoderState:
-    """Per-scale state: encoder keys / values per cross-attention layer and the self-attention buffers."""
+def _heads(block, x: torch.Tensor) -> torch.Tensor:
+    """(b, n, h·d) -> (b, h, n, d); a view, cheaper per step than an einops pattern."""
+    b, n, _ = x.shape
+    return x.view(b, n, block.heads, -1).transpose(1, 2)
 
-    def __init__(self, decoder, context: torch.Tensor, context_mask: torch.Tensor | None):
-        self.decoder, self.length = decoder, 0
-        self.cross, self.buffers = {}, {}
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(b, h, n, d) -> (b, n, h·d)."""
+    b, _, n, _ = x.shape
+    return x.transpose(1, 2).reshape(b, n, -1)
+
+
+def fused_projection(*linears):
+    """(weight, bias or None, output sizes) of ``linears`` stacked into one matrix, so a step reads
+    them in one product instead of three. The copy keeps the first weight's layout (column-major
+    on the CPU, see :mod:`imagebart.sampling.layout`), where a matvec streams fastest."""
+    weights = [layer.weight for layer in linears]
+    if weights[0].stride() == (1, weights[0].shape[0]) and not weights[0].is_contiguous():  # column-major
+        weight = torch.cat([w.t() for w in weights], dim=1).t()  # (out, in), strides (1, out)
+    else:
+        weight = torch.cat(weights, dim=0)
+    biases = [layer.bias for layer in linears]
+    bias = None
+    if any(b is not None for b in biases):
+        bias = torch.cat([b if b is not None else w.new_zeros(w.shape[0]) for b, w in zip(biases, weights)])
+    return weight, bias, [w.shape[0] for w in weights]
+
+
+def step_matrices(decoder, fused: bool = True) -> list:
+    """(weight, bias) of every matrix a lean decode step reads, in the order it reads them: q, k, v (stacked
+    when ``fused``, as the step reads them) and the output of self-attention, q and output of
+    cross-attention (its keys and values come from the encoder once per scale), the feed-forward
+    matrices, the logits layer. What a weight-read bound must stream once per step."""
+    matrices = []
+    for (_, block, _), kind in zip(decoder.attn_layers.layers, decoder.attn_layers.layer_types):
+        if kind == "a":
+            if fused:
+                matrices.append(fused_projection(block.to_q, block.to_k, block.to_v)[:2])
+            else:
+                matrices += [(f.weight, f.bias) for f in (block.to_q, block.to_k, block.to_v)]
+            matrices.append((block.to_out.weight, block.to_out.bias))
+        elif kind == "c":
+            matrices += [(f.weight, f.bias) for f in (block.to_q, block.to_out)]
+        else:
+            matrices += [(m.weight, m.bias) for m in block.modules() if isinstance(m, torch.nn.Linear)]
+    return matrices + [(decoder.to_logits.weight, decoder.to_logits.bias)]
+
+
+class LeanDecoderState:
+    """Per-scale state: encoder keys / values per cross-attention layer and the self-attention buffers.
+
+    ``compiler`` (a :class:`~imagebart.modules.static_decoding.StepCompiler` of :func:`static_step`):
+    steps after the first run with the positions as a tensor over the whole buffers, compiled."""
+
+    def __init__(self, decoder, context: torch.Tensor, context_mask: torch.Tensor | None, compiler=None):
+        self.decoder, self.length, self.compiler, self._marked = decoder, 0, compiler, False
+        self.cross, self.buffers, self.projections = {}, {}, {}
         self.context_mask = None if context_mask is None else context_mask[:, None, None, :]  # (b, 1, 1, s)
         for index, ((_, block, _), kind) in enumerate(zip(decoder.attn_layers.layers, decoder.attn_layers.layer_types)):
             if kind == "c":
-                self.cross[index] = (self._heads(block, block.to_k(context)), self._heads(block, block.to_v(context)))
+                self.cross[index] = (_heads(block, block.to_k(context)), _heads(block, block.to_v(context)))
+            elif kind == "a":
+                self.projections[index] = fused_projection(block.to_q, block.to_k, block.to_v)
 
-    @staticmethod
-    def _heads(block, x):
-        return rearrange(x, "b n (h d) -> b h n d", h=block.heads)
-
-    def _self_attention(self, index: int, block, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = (self._heads(block, f(x)) for f in (block.to_q, block.to_k, block.to_v))  # (b, h, n, d)
-        if index not in self.buffers:
+    def _self_attention(self, index: int, block, x: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+        weight, bias, sizes = self.projections[index]
+        q, k, v = (_heads(block, y) for y in F.linear(x, weight, bias).split(sizes, dim=-1))  # (b, h, n, d)
+        if index not in self.buffers:  # zeros: the static step multiplies masked entries by 0
             b, h, _, d = k.shape
-            self.buffers[index] = k.new_empty(2, b, h, self.decoder.max_seq_len, d)
-        kv, start, end = self.buffers[index], self.length, self.length + x.shape[1]
-        kv[0, :, :, start:end], kv[1, :, :, start:end] = k, v
-        mask = None
-        if x.shape[1] > 1:  # causal within the new block, everything cached before it
-            mask = torch.ones(x.shape[1], end, dtype=torch.bool, device=x.device).tril(diagonal=start)  # (n, t)
-        out = F.scaled_dot_product_attention(q, kv[0, :, :, :end], kv[1, :, :, :end], attn_mask=mask,
-                                             scale=block.attend.scale)
-        return block.to_out(rearrange(out, "b h n d -> b n (h d)"))
+            self.buffers[index] = k.new_zeros(2, b, h, self.decoder.max_seq_len, d)
+        kv = self.buffers[index]
+        if positions is not None:  # static: the whole buffer, masked by position
+            static_decoding.write(kv, k, v, positions)
+            keys, values, mask = kv[0], kv[1], static_decoding.visible(positions, kv.shape[3])
+        else:
+            start, end = self.length, self.length + x.shape[1]
+            kv[0, :, :, start:end], kv[1, :, :, start:end] = k, v
+            keys, values, mask = kv[0, :, :, :end], kv[1, :, :, :end], None
+            if x.shape[1] > 1:  # causal within the new block, everything cached before it
+                mask = torch.ones(x.shape[1], end, dtype=torch.bool, device=x.device).tril(diagonal=start)  # (n, t)
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=block.attend.scale)
+        return block.to_out(_merge_heads(out))
 
     def _cross_attention(self, index: int, block, x: torch.Tensor) -> torch.Tensor:
         k, v = self.cross[index]
-        out = F.scaled_dot_product_attention(self._heads(block, block.to_q(x)), k, v, attn_mask=self.context_mask,
+        out = F.scaled_dot_product_attention(_heads(block, block.to_q(x)), k, v, attn_mask=self.context_mask,
                                              scale=block.attend.scale)
-        return block.to_out(rearrange(out, "b h n d -> b n (h d)"))
+        return block.to_out(_merge_heads(out))
 
-    @torch.no_grad()
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits (b, n, K) of the decoder inputs ``tokens`` (b, n) at positions length..length+n-1."""
+    def run(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (b, n, K) of ``tokens`` (b, n) at ``positions`` (n,), or at length.. when None; the
+        length is the caller's to move."""
         decoder = self.decoder
         x = decoder.token_emb(tokens)  # (b, n, d)
-        x = x + decoder.pos_emb(x, offset=self.length)
+        x = x + (decoder.pos_emb(x, offset=self.length) if positions is None else decoder.pos_emb(x, pos=positions))
         x = decoder.emb_dropout(decoder.project_emb(decoder.post_emb_norm(x)))
         for index, ((norms, block, residual), kind) in enumerate(zip(decoder.attn_layers.layers,
                                                                      decoder.attn_layers.layer_types)):
             branch = norms[0](x)
             if kind == "a":
-                branch = self._self_attention(index, block, branch)
+                branch = self._self_attention(index, block, branch, positions)
             elif kind == "c":
                 branch = self._cross_attention(index, block, branch)
             else:
                 branch = block(branch)
             x = residual(branch, x)
-        self.length += tokens.shape[1]
         return decoder.to_logits(decoder.attn_layers.final_norm(x))
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (b, n, K) of the decoder inputs ``tokens`` (b, n) at positions length..length+n-1."""
+        n = tokens.shape[1]
+        if self.compiler is None or not self.buffers:  # the first call allocates the buffers eagerly
+            logits = self.run(tokens)
+        else:
+            if not self._marked:
+                static_decoding.mark_static(self.static_tensors())
+                self._marked = True
+            positions = static_decoding.new_positions(self.length, n, tokens.device)
+            logits = self.compiler(n, tokens.device, self, tokens, positions)
+        self.length += n
+        return logits
+
+    def static_tensors(self) -> list:
+        """What a compiled step reads or writes in place besides its inputs."""
+        tensors = [self.context_mask, *self.buffers.values()]
+        for pair in self.cross.values():
+            tensors += list(pair)
+        for weight, bias, _ in self.projections.values():
+            tensors += [weight, bias]
+        return tensors
 
     def rewind(self, n: int) -> None:
         self.length -= max(n, 0)
+
+
+def static_step(state: LeanDecoderState, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """The function compiled: one step with the positions as a tensor."""
+    return state.run(tokens, positions)
 
 
 def matches_generic(generic_logits: torch.Tensor, lean_logits: torch.Tensor) -> bool:

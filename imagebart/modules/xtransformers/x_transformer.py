@@ -30,7 +30,8 @@ from torch import nn
 from x_transformers import Decoder, Encoder, TransformerWrapper
 from x_transformers.x_transformers import AbsolutePositionalEmbedding, Attention, LayerIntermediates
 
-from imagebart.modules.xtransformers.lean_decode import LeanDecoderState, matches_generic, supports
+from imagebart.modules.static_decoding import StepCompiler
+from imagebart.modules.xtransformers.lean_decode import LeanDecoderState, matches_generic, static_step, supports
 from imagebart.modules.xtransformers.legacy import is_legacy_state_dict
 
 logger = logging.getLogger(__name__)
@@ -222,6 +223,7 @@ class XTransformer(nn.Module):
     # incremental decoding
 
     lean_decoding = True  # decode through lean_decode where it matches x-transformers (checked once)
+    compile_decoding = False  # compile lean steps (torch.compile; CUDA graphs on the GPU), see static_decoding
 
     @torch.no_grad()
     def decode_step(self, condition: torch.Tensor, new: torch.Tensor,
@@ -266,7 +268,7 @@ class XTransformer(nn.Module):
                     logger.warning("lean decoding differs from x-transformers for this decoder; using "
                                    "x-transformers' cached path")
                     return self.decode_step(condition, new, None, condition_mask)
-            state = LeanDecoderState(self.decoder, context, condition_mask)
+            state = LeanDecoderState(self.decoder, context, condition_mask, self._step_compiler())
             new = torch.cat((torch.full_like(condition[:, :1], self.sos_token), new), dim=1)  # [sos, *new]
         offset = state.length
         if offset + new.shape[1] > self.decoder.max_seq_len:
@@ -274,6 +276,13 @@ class XTransformer(nn.Module):
                              f"dec_max_seq_len={self.decoder.max_seq_len}")
         logits = state.step(new)  # (b, m, k)
         return self.add_residual(logits, condition, offset), state
+
+    def _step_compiler(self) -> StepCompiler | None:
+        if not self.compile_decoding:
+            return None
+        if getattr(self, "_compiled_steps", None) is None:
+            self._compiled_steps = StepCompiler(static_step)
+        return self._compiled_steps
 
     def _lean_matches(self, context, context_mask) -> bool:
         """Once per network: a probe of random decoder inputs, in two steps (so positions past 0 and the
