@@ -1,10 +1,11 @@
 """Sampling speed, side by side in one process: the original's loop, token by token with a KV cache,
-exact speculative decoding, and speculative decoding with int8 weights, per scale and per image.
+exact speculative decoding, speculative decoding with compiled steps, and speculative decoding with
+int8 weights, per scale and per image.
 
     python benchmarks/sampling.py                                   # the shipped demo chain, batch 1 and 16
     python benchmarks/sampling.py --sizes ffhq --batch 1 --max_tokens 32   # released FFHQ sizes (CPU: minutes)
     python benchmarks/sampling.py --sizes configs/sampling/my_chain.yaml --modes cached,speculative
-    python benchmarks/sampling.py --sizes ffhq --batch 1,16,64 --modes cached,speculative --precision bf16   # a GPU
+    python benchmarks/sampling.py --sizes ffhq --batch 1,16,64 --modes cached,speculative,compiled --precision bf16   # a GPU
 
 Sizes: ``demo`` is the shipped demo chain (trained weights, so acceptance rates are real); ``ffhq``
 builds the released FFHQ 4-scale configs with random weights and a tiny stand-in first stage with
@@ -16,9 +17,12 @@ Any other value is a sampling config. Each scale samples from the x_t the previo
 Modes: ``reference`` is the original's algorithm (encoder-decoder scales re-run the decoder over the
 whole prefix at every token; the decoder-only scale uses the original's cached minGPT loop, which
 concatenates its cache at every step); ``cached`` is ours token by token; ``speculative`` verifies
-``--gamma`` x_t drafts per decoder pass (exact); ``int8`` is speculative with dynamic int8 linear
-layers (CPU). ``bound`` is the weight-read bound at batch 1: one matvec per weight matrix a decode
-step uses, in sequence, in the faster of both weight layouts, times L. The reference loop runs on
+``--gamma`` x_t drafts per decoder pass (exact); ``compiled`` is speculative with the decode steps
+compiled by torch.compile (CUDA graphs on a GPU; each scale is run once untimed first, so compiling is
+not timed); ``int8`` is speculative with dynamic int8 linear layers (CPU). ``bound`` is the
+weight-read bound at batch 1: one matvec per weight matrix a decode step uses, in sequence, in the
+faster of both weight layouts, times L; the per-step table also gives it with self-attention's q, k, v
+read as the one stacked matrix the lean decoder reads (the same bytes in fewer calls). The reference loop runs on
 PyTorch's row-major weights, as the original's; our modes on the layout a chain uses on the device
 (column-major on the CPU, :mod:`imagebart.sampling.layout`). ``acceptance`` is the share of the drafts examined (coins tossed)
 that passed. With ``--max_tokens N < L`` only the first N tokens of each scale
@@ -44,6 +48,7 @@ from torch import nn
 
 from imagebart.cli.common import resolve_device
 from imagebart.config import load_config
+from imagebart.modules import static_decoding
 from imagebart.modules.autoregressive import DEFAULT_GAMMA, filtered_probabilities
 from imagebart.modules.xtransformers.lean_decode import step_matrices, supports
 from imagebart.sampling.batch import PRECISIONS, precision_context
@@ -54,7 +59,8 @@ from imagebart.util import instantiate_from_config
 
 REPO = Path(__file__).resolve().parents[1]  # the configs are read from this clone
 FFHQ = [f"configs/ffhq/4_scales/ffhq-geometric-scale{t}.yaml" for t in (1, 2, 3, 4)]
-MODES = ("reference", "cached", "speculative", "int8")
+MODES = ("reference", "cached", "speculative", "compiled", "int8")
+DEFAULT_MODES = ("reference", "cached", "speculative", "int8")  # compiled: opt in (compiling takes minutes on a CPU)
 
 
 # building the scales
@@ -123,10 +129,17 @@ def run_scale(model, x_t, mode: str, steps: int, gamma: int, generator):
     if mode == "reference" and not model.transformer.reads_x_t:
         tokens = original_gpt_loop(model, model.network_condition(x_t, t_batch), steps, top_k, generator)
     else:
+        compile_decoding(model, mode == "compiled")
         tokens = model.sample_x_prev(x_t, t_batch, top_k=top_k, generator=generator, steps=steps, stats=stats,
                                      use_cache=mode != "reference", gamma=0 if mode in ("reference", "cached") else gamma)
+        compile_decoding(model, False)
     sync(x_t.device)
     return time.perf_counter() - start, tokens, stats
+
+
+def compile_decoding(model, on: bool) -> None:
+    """Switch a denoiser's compiled decode steps on or off (the compiled graphs are kept)."""
+    model.transformer.compile_decoding = on
 
 
 def weight_read_bound(model, x_t, fused: bool = False) -> float:
@@ -211,7 +224,8 @@ def step_seconds(model, x_t, original: bool = False, repeats: int = 8, rounds: i
 
         def step():
             net.rewind_cache(net.decode_step(condition, token, cache)[1], 1)
-    step()  # warm-up
+    for _ in range(static_decoding.COMPILE_AFTER + 1):  # warm-up (and compiling, where steps are compiled)
+        step()
     best = float("inf")
     for _ in range(rounds):
         sync(x_t.device)
@@ -260,6 +274,8 @@ def bench(size: str, batch: int, modes, max_tokens, gamma: int, device: torch.de
         total = 0.0
         for model in reversed(scales):  # t = T..1
             model = quantized.get(id(model), model) if mode == "int8" else model
+            if mode == "compiled":  # compile outside the timing
+                run_scale(model, x_t, mode, steps, gamma, torch.Generator(device=device).manual_seed(1))
             seconds, tokens, stats = run_scale(model, x_t, mode, steps, gamma, generator)
             if steps < length:
                 half = max(1, steps // 2)
@@ -279,9 +295,13 @@ def bench(size: str, batch: int, modes, max_tokens, gamma: int, device: torch.de
     if batch == 1:
         for model in scales:
             x_t = torch.randint(0, n_codes, (1, length), device=device)
-            per_step = {"bound": weight_read_bound(model, x_t)}
+            per_step = {"bound": weight_read_bound(model, x_t), "stacked bound": weight_read_bound(model, x_t, True)}
             set_weight_layout(model.transformer, decoding_layout(device))
             per_step["cached"] = step_seconds(model, x_t)
+            if "compiled" in modes:
+                compile_decoding(model, True)
+                per_step["compiled"] = step_seconds(model, x_t)
+                compile_decoding(model, False)
             if not model.transformer.reads_x_t:
                 set_weight_layout(model.transformer, "row")
                 per_step["reference"] = step_seconds(model, x_t, original=True)
@@ -330,13 +350,17 @@ def markdown(rows, device, args) -> str:
                      f"{acceptance} | "
                      f"{ratio['reference']} | {ratio['cached']} |")
     if steps:
-        lines += ["", "One cached decode step at batch 1, half the tokens cached (ms; bound: one matvec per weight "
-                  "matrix, the faster weight layout; reference: the original's minGPT step):", "", "| size | scale | ours | weight-read bound | ours / bound | reference |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["", "One cached decode step at batch 1, half the tokens cached, fastest of 5 rounds (ms; bound: one "
+                  "matvec per weight matrix, the faster weight layout; stacked: q, k, v read as one matrix, as the "
+                  "lean decoder reads them; reference: the original's minGPT step):", "",
+                  "| size | scale | ours | weight-read bound | ours / bound | stacked bound | ours / stacked | "
+                  "compiled | reference |", "|---|---|---|---|---|---|---|---|---|"]
         for r in steps:
             ms = r["step_ms"]
             lines.append(f"| {r['size']} | {r['scale']} | {ms['cached']:.1f} | {ms['bound']:.1f} | "
-                         f"{ms['cached'] / ms['bound']:.2f} | {ms.get('reference', '')} |")
+                         f"{ms['cached'] / ms['bound']:.2f} | {ms['stacked bound']:.1f} | "
+                         f"{ms['cached'] / ms['stacked bound']:.2f} | {ms.get('compiled', '')} | "
+                         f"{ms.get('reference', '')} |")
     return "\n".join(lines)
 
 
@@ -345,7 +369,7 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--sizes", default="demo", help="comma-separated: demo, ffhq, or sampling config paths")
     parser.add_argument("--batch", default="1,16", help="comma-separated batch sizes")
-    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, from {list(MODES)}")
+    parser.add_argument("--modes", default=",".join(DEFAULT_MODES), help=f"comma-separated, from {list(MODES)}")
     parser.add_argument("--gamma", type=int, default=DEFAULT_GAMMA, help="drafts per pass for speculative / int8")
     parser.add_argument("--max_tokens", type=int, default=None,
                         help="time only the first N tokens of each scale and extrapolate to L")

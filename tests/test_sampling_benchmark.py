@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from tiny_chain import L, T, write_chain
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,3 +56,17 @@ def test_int8_needs_fp32(tmp_path, capsys):
     with pytest.raises(SystemExit):
         load_benchmark().main(["--sizes", "demo", "--modes", "int8", "--precision", "bf16"])
     assert "--modes int8 runs in fp32 only" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compiled_mode_draws_the_speculative_tokens(tmp_path, capsys):
+    config = write_chain(tmp_path / "chain")
+    out = tmp_path / "rows.json"
+    assert load_benchmark().main(["--sizes", str(config), "--batch", "1", "--modes", "speculative,compiled",
+                                  "--gamma", "2", "--out", str(out)]) == 0
+    rows = [r for r in json.loads(out.read_text())["rows"] if r["mode"] in ("speculative", "compiled")]
+    by_mode = {mode: [(r["scale"], r.get("passes")) for r in rows if r["mode"] == mode] for mode in ("speculative", "compiled")}
+    assert by_mode["compiled"] == by_mode["speculative"]  # the same draws take the same decoder passes
+    steps = [r["step_ms"] for r in json.loads(out.read_text())["rows"] if "step_ms" in r]
+    assert len(steps) == T and all(ms["compiled"] > 0 and ms["stacked bound"] > 0 for ms in steps)
+    assert "| compiled" in capsys.readouterr().out
