@@ -167,7 +167,11 @@ class LeanDecoderState:
         return logits
 
     def static_tensors(self) -> list:
-        """What a compiled step reads or writes in place besides its inputs."""
+        """What a compiled step reads or writes in place besides its inputs, made contiguous first
+        (they are marked as static addresses on CUDA, which views of other tensors are not meant for)."""
+        if self.context_mask is not None:
+            self.context_mask = self.context_mask.contiguous()
+        self.cross = {index: (k.contiguous(), v.contiguous()) for index, (k, v) in self.cross.items()}
         tensors = [self.context_mask, *self.buffers.values()]
         for pair in self.cross.values():
             tensors += list(pair)
