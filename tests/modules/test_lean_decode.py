@@ -4,6 +4,7 @@ import logging
 
 import pytest
 import torch
+from x_transformers.x_transformers import FeedForward
 
 from test_x_transformer import L, build, inputs
 
@@ -38,6 +39,35 @@ def test_lean_steps_equal_the_full_pass(kind, legacy, layout):
     lean, cache = decode_in_blocks(net, src, tgt, [1, 2, 1, 2], mask)
     assert isinstance(cache, LeanDecoderState) and net._lean_verified is True
     torch.testing.assert_close(lean, full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("options, direct", [
+    ({}, {"norm": True, "feedforward": True, "residual": True}),
+    ({"dec_ff_glu": True}, {"norm": True, "feedforward": False, "residual": True}),
+    ({"dec_ff_post_act_ln": True}, {"norm": True, "feedforward": False, "residual": True}),
+    ({"dec_scale_residual": True}, {"norm": True, "feedforward": True, "residual": False}),
+    ({"dec_use_rmsnorm": True}, {"norm": False, "feedforward": True, "residual": True}),
+])
+def test_layers_run_directly_where_they_can_and_as_modules_otherwise(options, direct):
+    net = build("plain", **options)
+    with torch.no_grad():  # gains away from 1 and residual scales away from 1, so a skipped one shows
+        for name, parameter in net.decoder.named_parameters():
+            if name.endswith(("gamma", "residual_scale")):
+                parameter.add_(torch.rand(parameter.shape, generator=torch.Generator().manual_seed(0)))
+    src, tgt, _ = inputs()
+    full, _ = net(src, tgt)
+    lean, cache = decode_in_blocks(net, src, tgt, [1, 2, 1, 2])
+    assert isinstance(cache, LeanDecoderState)
+    torch.testing.assert_close(lean, full, atol=1e-5, rtol=0)
+    _, kind, norm, block, residual = next(layer for layer in cache.layers if layer[1] == "f")
+    assert (not isinstance(norm, torch.nn.Module)) == direct["norm"]
+    assert (not any(isinstance(m, FeedForward) for m in block)) == direct["feedforward"]
+    assert (residual is None) == direct["residual"]
+
+
+def test_grouped_keys_and_values_use_x_transformers():
+    net = build("plain", dec_attn_kv_heads=1)
+    assert not supports(net.decoder)
 
 
 def test_rewinding_and_sampling_match_the_generic_cache():
