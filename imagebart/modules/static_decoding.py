@@ -31,10 +31,11 @@ def new_positions(start: int, n: int, device: torch.device) -> torch.Tensor:
     return torch.arange(start, start + n, device=device)
 
 
-def write(kv: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor) -> None:
-    """Keys / values (b, h, n, d) into the buffer (2, b, h, t, d) at ``positions`` (n,), in place."""
-    kv[0].index_copy_(2, positions, k)
-    kv[1].index_copy_(2, positions, v)
+def write(kv: torch.Tensor, new: torch.Tensor, positions: torch.Tensor) -> None:
+    """Keys and values ``new`` (2, b, h, n, d) into the buffer (2, b, h, t, d) at ``positions`` (n,), in
+    place. One operation on the buffer itself: written through views (``kv[0]``, ``kv[1]``), a compiled
+    graph copied the whole buffer at every step."""
+    kv.index_copy_(3, positions, new)
 
 
 def visible(positions: torch.Tensor, size: int, key_mask: torch.Tensor | None = None) -> torch.Tensor:

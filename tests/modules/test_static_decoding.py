@@ -37,7 +37,7 @@ def test_the_mask_shows_each_query_the_keys_up_to_its_position():
 def test_writing_puts_keys_and_values_at_the_positions():
     kv = torch.zeros(2, 1, 2, 6, 3)
     k, v = torch.ones(1, 2, 2, 3), 2 * torch.ones(1, 2, 2, 3)
-    static_decoding.write(kv, k, v, torch.tensor([3, 4]))
+    static_decoding.write(kv, torch.stack((k, v)), torch.tensor([3, 4]))
     assert kv[0, :, :, 3:5].eq(1).all() and kv[1, :, :, 3:5].eq(2).all()
     assert kv[:, :, :, :3].eq(0).all() and kv[:, :, :, 5:].eq(0).all()
 

@@ -119,7 +119,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
         kv = cache.layer(layer, k)  # (2, b, h, block_size, e)
         if positions is not None:
-            static_decoding.write(kv, k, v, positions)
+            static_decoding.write(kv, torch.stack((k, v)), positions)
             mask = static_decoding.visible(positions, kv.shape[3], key_mask)  # (n, t) or (b, 1, n, t)
             y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask)  # (b, h, n, e)
             return self.resid_drop(self.proj(y.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)))

@@ -151,7 +151,7 @@ class LeanDecoderState:
             self.buffers[index] = q.new_zeros(2, b, block.heads, self.decoder.max_seq_len, q.shape[-1])
         kv = self.buffers[index]  # (2, b, h, t, d)
         if positions is not None:  # static: the whole buffer, masked by position
-            static_decoding.write(kv, qkv[1], qkv[2], positions)
+            static_decoding.write(kv, qkv[1:], positions)
             keys, values, mask = kv[0], kv[1], static_decoding.visible(positions, kv.shape[3])
         else:
             start, end = self.length, self.length + n
