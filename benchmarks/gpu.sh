@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU figures of the performance work, in one prepared run (about 8 minutes on an H100/H200):
+# The GPU figures of the performance work, in one prepared run (not yet run on a GPU; split it by SIZES /
+# BATCHES if one call has a time limit):
 # sampling at the released FFHQ sizes for batch 1 / 16 / 64 in fp32 and bf16, with and without
 # compiled decode steps (CUDA graphs), and training steps on the FFHQ scale-1 config with bf16,
 # fused AdamW and torch.compile, with MFU. Tables go to stdout and JSON rows to $OUT (default
