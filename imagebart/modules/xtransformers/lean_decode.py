@@ -46,16 +46,14 @@ def supports(decoder) -> bool:
     return True
 
 
-def _heads(block, x: torch.Tensor) -> torch.Tensor:
-    """(b, n, h·d) -> (b, h, n, d); a view, cheaper per step than an einops pattern."""
-    b, n, _ = x.shape
+def _heads(block, x: torch.Tensor, b: int, n: int) -> torch.Tensor:
+    """(b·n, h·d) or (b, n, h·d) -> (b, h, n, d); a view, cheaper per step than an einops pattern."""
     return x.view(b, n, block.heads, -1).transpose(1, 2)
 
 
 def _merge_heads(x: torch.Tensor) -> torch.Tensor:
-    """(b, h, n, d) -> (b, n, h·d)."""
-    b, _, n, _ = x.shape
-    return x.transpose(1, 2).reshape(b, n, -1)
+    """(b, h, n, d) -> (b·n, h·d)."""
+    return x.transpose(1, 2).reshape(-1, x.shape[1] * x.shape[3])
 
 
 def _direct_norm(norm):
@@ -135,16 +133,17 @@ class LeanDecoderState:
         for index, ((norms, block, residual), kind) in enumerate(zip(decoder.attn_layers.layers,
                                                                      decoder.attn_layers.layer_types)):
             if kind == "c":  # contiguous per head: every step streams them (about 1 ms a step faster on FFHQ sizes)
-                self.cross[index] = tuple(_heads(block, f(context)).contiguous() for f in (block.to_k, block.to_v))
+                self.cross[index] = tuple(_heads(block, f(context), *context.shape[:2]).contiguous()
+                                          for f in (block.to_k, block.to_v))
             elif kind == "a":
                 self.projections[index] = fused_projection(block.to_q, block.to_k, block.to_v)
             modules = _direct_feedforward(block) if kind == "f" else block
             self.layers.append((index, kind, _direct_norm(norms[0]), modules, None if _plain_residual(residual) else residual))
         self.final_norm = _direct_norm(decoder.attn_layers.final_norm)
 
-    def _self_attention(self, index: int, block, x: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+    def _self_attention(self, index: int, block, x: torch.Tensor, b: int, n: int,
+                        positions: torch.Tensor | None) -> torch.Tensor:
         weight, bias, _ = self.projections[index]
-        b, n, _ = x.shape
         qkv = F.linear(x, weight, bias).view(b, n, 3, block.heads, -1).permute(2, 0, 3, 1, 4)  # (3, b, h, n, d)
         q = qkv[0]
         if index not in self.buffers:  # zeros: the static step multiplies masked entries by 0
@@ -162,30 +161,31 @@ class LeanDecoderState:
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=block.attend.scale)
         return block.to_out(_merge_heads(out))
 
-    def _cross_attention(self, index: int, block, x: torch.Tensor) -> torch.Tensor:
+    def _cross_attention(self, index: int, block, x: torch.Tensor, b: int, n: int) -> torch.Tensor:
         k, v = self.cross[index]
-        out = F.scaled_dot_product_attention(_heads(block, block.to_q(x)), k, v, attn_mask=self.context_mask,
+        out = F.scaled_dot_product_attention(_heads(block, block.to_q(x), b, n), k, v, attn_mask=self.context_mask,
                                              scale=block.attend.scale)
         return block.to_out(_merge_heads(out))
 
     def run(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (b, n, K) of ``tokens`` (b, n) at ``positions`` (n,), or at length.. when None; the
-        length is the caller's to move."""
-        decoder = self.decoder
+        length is the caller's to move. Between the layers the activations are (b·n, d): a linear layer
+        of a matrix is one BLAS call, without the reshapes a (b, n, d) input costs."""
+        decoder, (b, n) = self.decoder, tokens.shape
         x = decoder.token_emb(tokens)  # (b, n, d)
         x = x + (decoder.pos_emb(x, offset=self.length) if positions is None else decoder.pos_emb(x, pos=positions))
-        x = decoder.emb_dropout(decoder.project_emb(decoder.post_emb_norm(x)))
+        x = decoder.emb_dropout(decoder.project_emb(decoder.post_emb_norm(x))).reshape(b * n, -1)  # (b·n, d)
         for index, kind, norm, block, residual in self.layers:
             branch = norm(x)
             if kind == "a":
-                branch = self._self_attention(index, block, branch, positions)
+                branch = self._self_attention(index, block, branch, b, n, positions)
             elif kind == "c":
-                branch = self._cross_attention(index, block, branch)
+                branch = self._cross_attention(index, block, branch, b, n)
             else:
                 for module in block:
                     branch = module(branch)
             x = x + branch if residual is None else residual(branch, x)
-        return decoder.to_logits(self.final_norm(x))
+        return decoder.to_logits(self.final_norm(x)).view(b, n, -1)  # (b, n, K)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
