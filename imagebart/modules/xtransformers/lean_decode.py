@@ -17,6 +17,8 @@ einops axes: b batch, h heads, n new positions, s encoder positions, t cached po
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from x_transformers.x_transformers import Attention, FeedForward, LayerNorm, Residual
@@ -64,7 +66,7 @@ def _direct_norm(norm):
     if type(norm) is not LayerNorm or not isinstance(ln, torch.nn.LayerNorm) or ln.elementwise_affine:
         return norm
     gain = (norm.gamma + float(norm.unit_offset)).detach()
-    return lambda x: F.layer_norm(x, ln.normalized_shape, gain, None, ln.eps)
+    return partial(F.layer_norm, normalized_shape=ln.normalized_shape, weight=gain, bias=None, eps=ln.eps)
 
 
 def _direct_feedforward(block):
@@ -210,6 +212,8 @@ class LeanDecoderState:
             tensors += list(pair)
         for weight, bias, _ in self.projections.values():
             tensors += [weight, bias]
+        norms = [norm for _, _, norm, _, _ in self.layers] + [self.final_norm]
+        tensors += [norm.keywords["weight"] for norm in norms if isinstance(norm, partial)]  # folded gains
         return tensors
 
     def rewind(self, n: int) -> None:
